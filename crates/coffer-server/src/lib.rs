@@ -1,0 +1,303 @@
+//! Coffer's HTTP front door: the axum server with the native REST API (`/v1`),
+//! bearer-token authentication, the Cedar authorization seam on every route, Prometheus
+//! metrics, request ids, body limits, the generated OpenAPI document, dev mode and
+//! graceful shutdown.
+//!
+//! Handlers only translate shapes, authorize and call `coffer-core`; no business rule
+//! lives here. This crate knows no wasmtime.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = coffer_server::Config { dev: true, ..Default::default() };
+//! coffer_server::serve(config).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+mod body;
+pub mod config;
+mod error;
+mod metrics;
+mod rest;
+mod routes;
+mod state;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use coffer_core::{Coffer, CoreConfig};
+use coffer_crypto::{KeyFileProvider, MemoryRootKey, RootKeyProvider};
+use coffer_policy::PolicyEngine;
+use coffer_store::{SledStore, Store};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+pub use routes::RouteDoc;
+pub use state::AppState;
+
+use error::ApiError;
+
+/// The fixed admin token of dev mode (printed at start; dev mode only binds loopback).
+pub const DEV_ROOT_TOKEN: &str = "cft_dev_coffer-dev-root-token";
+
+/// Every documented route (method, path, operation), for tests and tooling.
+pub fn route_docs() -> Vec<RouteDoc> {
+    rest::table().finish().1
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    routes::openapi(&route_docs())
+        .to_pretty_json()
+        .unwrap_or_default()
+}
+
+/// Builds the full axum application around a state.
+pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let (router, _) = rest::table().finish();
+    let request_id = HeaderName::from_static(coffer_api::REQUEST_ID_HEADER);
+    router
+        .fallback(|req: Request<axum::body::Body>| async move {
+            ApiError::no_route(req.method().as_str(), req.uri().path())
+        })
+        .method_not_allowed_fallback(|req: Request<axum::body::Body>| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+                let id = req
+                    .headers()
+                    .get(coffer_api::REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %id,
+                    principal = tracing::field::Empty,
+                )
+            }),
+        )
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "internal error; the request id in x-request-id identifies it in the server log",
+            )
+            .into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
+    let dir: Option<PathBuf> = match &config.policy_dir {
+        Some(d) => Some(d.clone()),
+        None if Path::new("policies/schema.cedarschema").exists() => Some(PathBuf::from("policies")),
+        None => None,
+    };
+    let engine = match dir {
+        Some(d) => PolicyEngine::load_dir(&d)
+            .with_context(|| format!("invalid policy set in {}", d.display()))?,
+        None => PolicyEngine::builtin().context("built-in policy set")?,
+    };
+    tracing::info!(source = engine.source(), hash = engine.hash(), "policy set loaded");
+    Ok(engine)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then finishes in-flight requests (up to
+/// `shutdown_grace_secs`) and flushes the store.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_tracing(&config);
+    config.validate()?;
+    let (store, root): (Arc<SledStore>, Arc<dyn RootKeyProvider>) = if config.dev {
+        (
+            Arc::new(SledStore::temporary()?),
+            Arc::new(MemoryRootKey::generate()),
+        )
+    } else {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let store = Arc::new(
+            SledStore::open(&config.data_dir)
+                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+        );
+        let key_path = config
+            .root_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("root.key"));
+        let (provider, created) = KeyFileProvider::open_or_create(&key_path)?;
+        if created {
+            tracing::warn!(path = %key_path.display(), "generated a new root key file; back it up: without it the data cannot be decrypted");
+        }
+        (store, Arc::new(provider))
+    };
+    tracing::info!(root_key = %root.describe(), "root key loaded");
+    let core = Arc::new(Coffer::new(
+        store.clone(),
+        root,
+        CoreConfig {
+            regions: config.regions.clone(),
+            max_versions: config.max_versions,
+            ..CoreConfig::default()
+        },
+    )?);
+
+    let dev_token = if config.dev {
+        core.install_fixed_token(DEV_ROOT_TOKEN, "admin").await?;
+        Some(DEV_ROOT_TOKEN.to_string())
+    } else {
+        if let Some(token) = core.bootstrap_admin_token().await? {
+            let path = config.data_dir.join("admin-token");
+            write_private_file(&path, &format!("{token}\n"))?;
+            tracing::info!(path = %path.display(), "initial admin token written (mode 0600); read it once and keep it safe");
+        }
+        None
+    };
+
+    let policy = load_policy(&config)?;
+    let state = Arc::new(AppState::new(core.clone(), policy, dev_token, openapi_json()));
+    let app = app(state, config.max_body_bytes);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.dev {
+        println!("Coffer dev mode: all state is in memory and is lost on exit.");
+        println!("  export COFFER_ADDR=http://{addr}");
+        println!("  export COFFER_TOKEN={DEV_ROOT_TOKEN}");
+    }
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, dev = config.dev, "coffer listening");
+
+    let hk_core = core.clone();
+    let hk_every = Duration::from_secs(config.housekeeping_interval_secs.max(1));
+    let housekeeping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(hk_every);
+        loop {
+            tick.tick().await;
+            match hk_core.housekeeping().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(changed = n, "housekeeping"),
+                Err(e) => tracing::error!(error = %e, "housekeeping failed"),
+            }
+        }
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
+    let mut handle = tokio::spawn(async move { server.await });
+    tokio::select! {
+        res = &mut handle => {
+            housekeeping.abort();
+            res??;
+            return Ok(());
+        }
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(config.shutdown_grace_secs), handle).await {
+        Ok(res) => res??,
+        Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+    }
+    housekeeping.abort();
+    store.sync().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Used by the metrics fallback to type-check handler responses.
+#[allow(dead_code)]
+fn _assert_response(_: Response) {}
