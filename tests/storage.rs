@@ -158,13 +158,14 @@ fn ciphertext_moved_to_another_secret_or_version_fails_integrity() {
         let mut batch = Batch::default();
         batch.put(kb.as_bytes(), &a);
         // B's previous version gets B's current ciphertext: same secret, other version.
-        let rec: Value = serde_json::from_slice(
-            &store.get(b"r/local/secret/bind/b").unwrap().unwrap(),
-        )
-        .unwrap();
+        let rec: Value =
+            serde_json::from_slice(&store.get(b"r/local/secret/bind/b").unwrap().unwrap()).unwrap();
         let prev_b = rec["stages"]["AWSPREVIOUS"].as_str().unwrap();
         let b_cur = store.get(kb.as_bytes()).unwrap().unwrap();
-        batch.put(format!("r/local/version/{uid_b}/{prev_b}").as_bytes(), &b_cur);
+        batch.put(
+            format!("r/local/version/{uid_b}/{prev_b}").as_bytes(),
+            &b_cur,
+        );
         store.apply(&batch).unwrap();
         futures_lite_block_on(store.sync()).unwrap();
     }

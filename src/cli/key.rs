@@ -185,7 +185,7 @@ pub struct EncryptArgs {
     /// Key id, ARN or alias/name.
     pub key: String,
     /// The plaintext as text (visible in the process list; prefer --plaintext-file).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub plaintext: Option<String>,
     /// Read the plaintext bytes from a file; `-` reads standard input.
     #[arg(long, value_name = "PATH")]

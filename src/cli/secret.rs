@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand};
 use coffer_client::api::{
     BatchGetRequest, CreateSecretRequest, PutSecretValueRequest, RandomPasswordRequest,
     SecretDescription, SecretValue, TagRequest, UntagRequest, UpdateSecretRequest,
     UpdateStageRequest,
 };
-use coffer_client::{ListSecretsQuery, SortOrder};
+use coffer_client::ListSecretsQuery;
 use zeroize::Zeroize as _;
 
 use super::key_value::{self, KeyValue};
@@ -69,7 +69,7 @@ pub struct NameArg {
 pub struct ValueArgs {
     /// The value as text (visible in the process list and shell history; prefer
     /// --value-file for real secrets).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub value: Option<String>,
     /// Read a text value from a file, exactly as stored (a trailing newline is kept);
     /// `-` reads standard input.
@@ -165,15 +165,6 @@ pub struct PutArgs {
     pub stages: Vec<String>,
 }
 
-/// `--sort-order`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SortArg {
-    /// A → Z.
-    Asc,
-    /// Z → A.
-    Desc,
-}
-
 /// `coffer secret list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
@@ -201,9 +192,6 @@ pub struct ListArgs {
     /// Continue from a previous page.
     #[arg(long, value_name = "TOKEN")]
     pub next_token: Option<String>,
-    /// Order by name.
-    #[arg(long, value_enum)]
-    pub sort_order: Option<SortArg>,
 }
 
 /// `coffer secret versions`.
@@ -308,7 +296,7 @@ pub struct PasswordOptions {
     #[arg(long, value_name = "N")]
     pub length: Option<u32>,
     /// Characters never to use.
-    #[arg(long, value_name = "CHARS")]
+    #[arg(long, value_name = "CHARS", allow_hyphen_values = true)]
     pub exclude_characters: Option<String>,
     /// No digits.
     #[arg(long)]
@@ -500,17 +488,13 @@ async fn put(args: PutArgs, ctx: &Context) -> anyhow::Result<()> {
 
 async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut query = ListSecretsQuery {
-        max_results: args.max_results,
+        max_results: args.max_results.map(|n| n as usize),
         next_token: args.next_token,
         name_prefix: args.prefix,
         description: args.description,
         tag_key: args.tag_key,
         tag_value: args.tag_value,
         include_deleted: args.include_deleted,
-        sort_order: args.sort_order.map(|order| match order {
-            SortArg::Asc => SortOrder::Asc,
-            SortArg::Desc => SortOrder::Desc,
-        }),
     };
     let mut page = ctx.client.list_secrets(&query).await?;
     if args.all {
@@ -738,6 +722,16 @@ mod tests {
         assert_eq!(put.stages, ["AWSPENDING", "blue"]);
         assert_eq!(put.value.value.as_deref(), Some("v"));
 
+        let SecretCommand::Put(put) = secret_command(&["secret", "put", "db", "--value", "-x9!"])
+        else {
+            panic!("expected put");
+        };
+        assert_eq!(
+            put.value.value.as_deref(),
+            Some("-x9!"),
+            "values may start with '-'"
+        );
+
         let err = parse(&["secret", "put", "db"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
     }
@@ -857,6 +851,8 @@ mod tests {
             "20",
             "--exclude-punctuation",
             "--no-require-each-type",
+            "--exclude-characters",
+            "-/",
         ])
         .unwrap()
         .command
@@ -865,6 +861,7 @@ mod tests {
         };
         assert_eq!(args.options.length, Some(20));
         assert!(args.options.exclude_punctuation && args.options.no_require_each_type);
+        assert_eq!(args.options.exclude_characters.as_deref(), Some("-/"));
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl Server {
 
     /// A dev-mode server.
     pub fn start_dev() -> Server {
-        Self::start_with(Opts { dev: true, ..Opts::default() })
+        Self::start_with(Opts {
+            dev: true,
+            ..Opts::default()
+        })
     }
 
     /// Starts with options; a given data_dir is reused (for restarts).
@@ -111,7 +114,14 @@ impl Server {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
-        let s = Server { child, base, token, data_dir, _tmp: tmp, http };
+        let s = Server {
+            child,
+            base,
+            token,
+            data_dir,
+            _tmp: tmp,
+            http,
+        };
         s.wait_ready();
         s
     }
@@ -124,7 +134,10 @@ impl Server {
         let tmp = self._tmp.take();
         let token = self.token.clone();
         let data_dir = self.data_dir.clone();
-        let mut s = Server::start_with(Opts { data_dir: Some(data_dir), ..Opts::default() });
+        let mut s = Server::start_with(Opts {
+            data_dir: Some(data_dir),
+            ..Opts::default()
+        });
         s.token = token;
         s._tmp = tmp;
         s

@@ -48,7 +48,7 @@ pub struct ErrorBody {
 // ---------------------------------------------------------------------------------------
 
 /// `POST /v1/secrets`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecretRequest {
     /// 1–512 characters of `A-Za-z0-9/_+=.@-`, unique in the region.
@@ -74,6 +74,16 @@ pub struct CreateSecretRequest {
     pub client_request_token: Option<String>,
 }
 
+impl std::fmt::Debug for CreateSecretRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateSecretRequest")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("kms_key_id", &self.kms_key_id)
+            .finish()
+    }
+}
+
 /// Response of create and put: which secret and version were written.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SecretVersionRef {
@@ -90,7 +100,7 @@ pub struct SecretVersionRef {
 }
 
 /// `PUT /v1/secrets/{id}/value`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecretValueRequest {
     /// A string value.
@@ -106,6 +116,15 @@ pub struct PutSecretValueRequest {
     /// Labels to attach (default `["AWSCURRENT"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_stages: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for PutSecretValueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutSecretValueRequest")
+            .field("value", &"<redacted>")
+            .field("client_request_token", &self.client_request_token)
+            .finish()
+    }
 }
 
 /// `GET /v1/secrets/{id}/value` response.
@@ -441,7 +460,8 @@ pub struct UpdateKeyRequest {
 pub struct KeyRotationPolicyRequest {
     /// On or off.
     pub enabled: bool,
-    /// Period in days, 90–2560 (default 365), as AWS KMS.
+    /// Period in days, 1–2560 (default 365). AWS KMS requires at least 90; Coffer allows
+    /// shorter periods for self-hosted setups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_period_days: Option<u32>,
 }
@@ -732,4 +752,52 @@ pub struct HealthResponse {
     pub status: String,
     /// Server version.
     pub version: String,
+}
+
+/// Wipes plaintext-bearing fields of responses when they drop, so secret values, data keys
+/// and tokens do not linger in freed memory. (Request types stay plain data so callers can
+/// build them with `..Default::default()`; the server moves their plaintext into
+/// zeroizing buffers at once.)
+mod wipe {
+    use zeroize::Zeroize;
+
+    use super::*;
+
+    fn wipe(s: &mut Option<String>) {
+        if let Some(v) = s.as_mut() {
+            v.zeroize();
+        }
+    }
+
+    impl Drop for SecretValue {
+        fn drop(&mut self) {
+            wipe(&mut self.secret_string);
+            wipe(&mut self.secret_binary);
+        }
+    }
+    impl Drop for RandomPasswordResponse {
+        fn drop(&mut self) {
+            self.random_password.zeroize();
+        }
+    }
+    impl Drop for DecryptResponse {
+        fn drop(&mut self) {
+            self.plaintext.zeroize();
+        }
+    }
+    impl Drop for GenerateDataKeyResponse {
+        fn drop(&mut self) {
+            wipe(&mut self.plaintext);
+        }
+    }
+    impl Drop for GenerateRandomResponse {
+        fn drop(&mut self) {
+            self.plaintext.zeroize();
+        }
+    }
+    impl Drop for CreateTokenResponse {
+        fn drop(&mut self) {
+            self.token.zeroize();
+        }
+    }
 }

@@ -52,9 +52,9 @@ mod secrets;
 mod system;
 mod tokens;
 
+pub use coffer_api::ListSecretsQuery;
 pub use error::ClientError;
 pub use keys::ListKeysQuery;
-pub use secrets::{ListSecretsQuery, SortOrder};
 
 use std::time::Duration;
 

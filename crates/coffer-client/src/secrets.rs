@@ -1,7 +1,7 @@
 //! Secrets: create, read, write, list, version labels, tags, deletion; random passwords.
 
 use coffer_api::{
-    BatchGetRequest, BatchGetResponse, CreateSecretRequest, DeleteSecretResponse,
+    BatchGetRequest, BatchGetResponse, CreateSecretRequest, DeleteSecretResponse, ListSecretsQuery,
     ListSecretsResponse, ListVersionsResponse, PutSecretValueRequest, RandomPasswordRequest,
     RandomPasswordResponse, SecretDescription, SecretValue, SecretVersionRef, TagRequest,
     UntagRequest, UpdateSecretRequest, UpdateStageRequest,
@@ -11,72 +11,28 @@ use reqwest::Method;
 use crate::endpoint::segment;
 use crate::{fetch, Client, ClientError};
 
-/// Filters and paging of [`Client::list_secrets`] (the query of `GET /v1/secrets`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListSecretsQuery {
-    /// Page size.
-    pub max_results: Option<u32>,
-    /// `next_token` of the previous page.
-    pub next_token: Option<String>,
-    /// Only names starting with this.
-    pub name_prefix: Option<String>,
-    /// Only secrets whose description contains this.
-    pub description: Option<String>,
-    /// Only secrets with a tag of this key.
-    pub tag_key: Option<String>,
-    /// Only secrets with a tag of this value.
-    pub tag_value: Option<String>,
-    /// Also list secrets scheduled for deletion.
-    pub include_deleted: bool,
-    /// Order by name (the server's default when absent).
-    pub sort_order: Option<SortOrder>,
-}
-
-impl ListSecretsQuery {
-    fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        let mut pairs = Vec::new();
-        if let Some(n) = self.max_results {
-            pairs.push(("max_results", n.to_string()));
-        }
-        let texts = [
-            ("next_token", &self.next_token),
-            ("name_prefix", &self.name_prefix),
-            ("description", &self.description),
-            ("tag_key", &self.tag_key),
-            ("tag_value", &self.tag_value),
-        ];
-        for (name, value) in texts {
-            if let Some(value) = value {
-                pairs.push((name, value.clone()));
-            }
-        }
-        if self.include_deleted {
-            pairs.push(("include_deleted", "true".to_owned()));
-        }
-        if let Some(order) = self.sort_order {
-            pairs.push(("sort_order", order.as_str().to_owned()));
-        }
-        pairs
+/// The query of `GET /v1/secrets` as (name, value) pairs; only what is set is sent.
+fn list_query_pairs(q: &ListSecretsQuery) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    if let Some(n) = q.max_results {
+        pairs.push(("max_results", n.to_string()));
     }
-}
-
-/// Sort order of a listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortOrder {
-    /// A → Z.
-    Asc,
-    /// Z → A.
-    Desc,
-}
-
-impl SortOrder {
-    /// The wire value, `asc` or `desc`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Asc => "asc",
-            Self::Desc => "desc",
+    let texts = [
+        ("next_token", &q.next_token),
+        ("name_prefix", &q.name_prefix),
+        ("description", &q.description),
+        ("tag_key", &q.tag_key),
+        ("tag_value", &q.tag_value),
+    ];
+    for (name, value) in texts {
+        if let Some(value) = value {
+            pairs.push((name, value.clone()));
         }
     }
+    if q.include_deleted {
+        pairs.push(("include_deleted", "true".to_owned()));
+    }
+    pairs
 }
 
 fn secret_path(id: &str, rest: &str) -> Result<String, ClientError> {
@@ -101,7 +57,7 @@ impl Client {
         &self,
         query: &ListSecretsQuery,
     ) -> Result<ListSecretsResponse, ClientError> {
-        fetch(self.request(Method::GET, "/v1/secrets", &query.to_pairs())?).await
+        fetch(self.request(Method::GET, "/v1/secrets", &list_query_pairs(query))?).await
     }
 
     /// `POST /v1/secrets/batch-get`: the current values of up to 20 secrets; the ones that
@@ -263,7 +219,7 @@ mod tests {
 
     #[test]
     fn empty_list_query_sends_no_parameters() {
-        assert!(ListSecretsQuery::default().to_pairs().is_empty());
+        assert!(list_query_pairs(&ListSecretsQuery::default()).is_empty());
     }
 
     #[test]
@@ -272,16 +228,14 @@ mod tests {
             max_results: Some(10),
             name_prefix: Some("prod/".into()),
             include_deleted: true,
-            sort_order: Some(SortOrder::Desc),
             ..Default::default()
         };
         assert_eq!(
-            query.to_pairs(),
+            list_query_pairs(&query),
             vec![
                 ("max_results", "10".to_owned()),
                 ("name_prefix", "prod/".to_owned()),
                 ("include_deleted", "true".to_owned()),
-                ("sort_order", "desc".to_owned()),
             ]
         );
     }

@@ -313,7 +313,12 @@ impl Coffer {
         next_token: Option<&str>,
     ) -> Result<ListKeysResponse> {
         self.check_region(region)?;
-        let limit = max_results.unwrap_or(100).clamp(1, 1000);
+        let limit = max_results.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(CoreError::InvalidParameter(
+                "max_results must be 1–1000".into(),
+            ));
+        }
         let prefix = key_prefix(region);
         let after = next_token.map(|t| key_key(region, t));
         let rows = self.store.scan(&prefix, after.as_deref(), limit + 1)?;

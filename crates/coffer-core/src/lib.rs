@@ -262,7 +262,10 @@ impl Coffer {
     }
 }
 
+/// RFC 3339 in whole seconds, the precision records store, so a time shown when it is set
+/// reads the same when shown again from the stored record.
 pub(crate) fn fmt_time(t: OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }

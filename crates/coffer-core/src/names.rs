@@ -26,6 +26,11 @@ impl SecretName {
                 "secret name contains {c:?}; allowed are A-Z a-z 0-9 / _ + = . @ -"
             )));
         }
+        if name.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(CoreError::InvalidParameter(
+                "secret name must not contain `.` or `..` as a path segment (URLs would resolve them)".into(),
+            ));
+        }
         Ok(SecretName(name.to_string()))
     }
     /// The name.
@@ -158,6 +163,9 @@ mod tests {
         assert!(SecretName::parse("has space").is_err());
         assert!(SecretName::parse("semi;colon").is_err());
         assert!(SecretName::parse("ünïcode").is_err());
+        assert!(SecretName::parse("..").is_err());
+        assert!(SecretName::parse("a/./b").is_err());
+        assert!(SecretName::parse("a/.hidden").is_ok());
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub(crate) struct VersionRecord {
     pub version_id: String,
     #[serde(with = "time::serde::timestamp")]
     pub created: OffsetDateTime,
+    /// Sub-second part of `created` (stored as whole seconds), so that versions made
+    /// within one second still sort newest first; 0 in records written before it existed.
+    #[serde(default)]
+    pub created_nanos: u32,
     pub kms_key_id: String,
     pub kind: ValueKind,
     /// Data key as a KMS blob (format 1) under `kms_key_id`.
@@ -127,6 +131,15 @@ pub(crate) struct VersionRecord {
     /// `nonce || ciphertext || tag` under the data key.
     #[serde(with = "b64")]
     pub sealed_value: Vec<u8>,
+}
+
+impl VersionRecord {
+    /// Creation time with its sub-second part: the order of versions.
+    pub fn created_precise(&self) -> OffsetDateTime {
+        self.created
+            .replace_nanosecond(self.created_nanos)
+            .unwrap_or(self.created)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

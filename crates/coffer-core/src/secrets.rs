@@ -108,6 +108,11 @@ impl Coffer {
         let nf = || CoreError::NotFound(format!("secret {id} not found in region {region}"));
         let raw = self.store.get(&secret_key(region, &name))?.ok_or_else(nf)?;
         let rec: SecretRecord = decode("secret", &raw)?;
+        if rec.name != name {
+            return Err(CoreError::Integrity(format!(
+                "the stored record of secret {name} names another secret; the store was altered"
+            )));
+        }
         if arn.is_some_and(|a| a != rec.arn) {
             return Err(nf());
         }
@@ -173,9 +178,11 @@ impl Coffer {
             value.bytes.as_bytes(),
             &format::secret_value_aad(region, &rec.uid, vid),
         )?;
+        let now = self.now();
         Ok(VersionRecord {
             version_id: vid.to_string(),
-            created: self.now(),
+            created: now,
+            created_nanos: now.nanosecond(),
             kms_key_id: key.key_id,
             kind: value.kind.clone(),
             wrapped_data_key: wrapped,
@@ -492,7 +499,7 @@ impl Coffer {
                 unlabeled.push(v);
             }
         }
-        unlabeled.sort_by_key(|v| v.created);
+        unlabeled.sort_by_key(|v| v.created_precise());
         // rows does not include `keep` yet, so the total is rows + 1.
         let total = rows.len() + 1;
         let excess = total.saturating_sub(self.config.max_versions);
@@ -671,7 +678,7 @@ impl Coffer {
                 continue;
             }
             versions.push((
-                v.created,
+                v.created_precise(),
                 VersionInfo {
                     version_id: v.version_id,
                     version_stages: stages,
@@ -680,7 +687,7 @@ impl Coffer {
                 },
             ));
         }
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         Ok(ListVersionsResponse {
             arn: rec.arn,
             name: rec.name,

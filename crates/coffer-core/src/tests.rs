@@ -73,6 +73,14 @@ fn env() -> Env {
 }
 
 fn env_with(tweak: impl FnOnce(&mut CoreConfig)) -> Env {
+    env_over(tweak, |sled| sled)
+}
+
+/// An environment whose service sees the sled store through `wrap`.
+fn env_over(
+    tweak: impl FnOnce(&mut CoreConfig),
+    wrap: impl FnOnce(Arc<SledStore>) -> Arc<dyn Store>,
+) -> Env {
     let clock = TestClock::new();
     let mut config = CoreConfig {
         regions: vec![LOCAL.to_string()],
@@ -81,12 +89,44 @@ fn env_with(tweak: impl FnOnce(&mut CoreConfig)) -> Env {
     };
     tweak(&mut config);
     let store = Arc::new(SledStore::temporary().expect("temporary store"));
-    let coffer = Coffer::new(store.clone(), Arc::new(MemoryRootKey::generate()), config)
-        .expect("service builds");
+    let coffer = Coffer::new(
+        wrap(store.clone()),
+        Arc::new(MemoryRootKey::generate()),
+        config,
+    )
+    .expect("service builds");
     Env {
         coffer,
         store,
         clock,
+    }
+}
+
+/// Sled, but every read takes a moment: concurrent read-modify-writes then really overlap
+/// between their read and their conditional write.
+struct SlowReads(Arc<SledStore>);
+
+impl Store for SlowReads {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, coffer_store::StoreError> {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        self.0.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, coffer_store::StoreError> {
+        self.0.scan(prefix, after, limit)
+    }
+    fn apply(&self, batch: &Batch) -> Result<(), coffer_store::StoreError> {
+        self.0.apply(batch)
+    }
+    fn sync(&self) -> coffer_store::SyncFuture<'_> {
+        self.0.sync()
+    }
+    fn clear(&self) -> Result<(), coffer_store::StoreError> {
+        self.0.clear()
     }
 }
 
@@ -165,7 +205,7 @@ impl Env {
             .get(id)
             .await
             .unwrap_or_else(|e| panic!("get {id}: {e:?}"));
-        v.secret_string.expect("a string value")
+        v.secret_string.clone().expect("a string value")
     }
 
     fn version_count(&self, id: &str, include_deprecated: bool) -> usize {
@@ -269,7 +309,7 @@ impl Env {
                 key_id: None,
             },
         )?;
-        Ok(B64.decode(r.plaintext).expect("base64 plaintext"))
+        Ok(B64.decode(&r.plaintext).expect("base64 plaintext"))
     }
 
     fn decrypt(&self, blob: &str, context: Option<BTreeMap<String, String>>) -> Result<Vec<u8>> {
@@ -328,7 +368,7 @@ impl Env {
             })
             .await
             .expect("create token");
-        (t.token, t.info.token_id)
+        (t.token.clone(), t.info.token_id.clone())
     }
 
     fn principal_of(&self, token: &str) -> Option<String> {
@@ -417,7 +457,7 @@ async fn binary_value_round_trips_as_base64() {
     let v = e.get("certs/key.der").await.expect("get");
     assert_eq!(v.secret_string, None);
     let got = B64
-        .decode(v.secret_binary.expect("binary value"))
+        .decode(v.secret_binary.as_deref().expect("binary value"))
         .expect("base64");
     assert_eq!(got, bytes);
 }
@@ -633,6 +673,130 @@ async fn put_with_pending_stage_leaves_current_alone() {
     assert_err!(
         e.get_stage("app", AWSPREVIOUS).await,
         CoreError::NotFound(_)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_lose_no_update_and_keep_one_current() {
+    // A clock that ticks a second per reading orders versions by creation; a successful
+    // put seals after the previous successful put committed, so that is commit order.
+    let ticks = Arc::new(Mutex::new(
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("t"),
+    ));
+    let e = Arc::new(env_over(
+        |c| {
+            c.clock = Arc::new(move || {
+                let mut t = ticks.lock().expect("clock");
+                *t += Duration::seconds(1);
+                *t
+            })
+        },
+        |sled| Arc::new(SlowReads(sled)),
+    ));
+    e.create("app", "v0").await;
+    let tasks: Vec<_> = (1..=8)
+        .map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let value = format!("v{i}");
+                let r = e
+                    .put_req(
+                        "app",
+                        PutSecretValueRequest {
+                            secret_string: Some(value.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                (value, r)
+            })
+        })
+        .collect();
+    let mut won = BTreeMap::new();
+    for t in tasks {
+        let (value, r) = t.await.expect("task");
+        match r {
+            Ok(v) => {
+                won.insert(v.version_id.expect("vid"), value);
+            }
+            // Giving up under contention is allowed; silently losing a write is not.
+            Err(CoreError::Contention(_)) => {}
+            Err(other) => panic!("put failed: {other:?}"),
+        }
+    }
+    assert!(won.len() >= 2, "at least two concurrent puts succeed");
+    let versions = e
+        .coffer
+        .list_secret_versions(LOCAL, "app", true)
+        .expect("list")
+        .versions;
+    assert_eq!(
+        versions.len(),
+        1 + won.len(),
+        "every successful put is stored"
+    );
+    let with = |label: &str| {
+        versions
+            .iter()
+            .filter(|v| v.version_stages.iter().any(|l| l == label))
+            .count()
+    };
+    assert_eq!(with(AWSCURRENT), 1);
+    assert_eq!(with(AWSPREVIOUS), 1);
+    // Newest first: the last committed put is current, the one before it previous. A lost
+    // update leaves AWSPREVIOUS on an older version (what the last writer had read).
+    assert_eq!(versions[0].version_stages, vec![AWSCURRENT.to_string()]);
+    assert_eq!(versions[1].version_stages, vec![AWSPREVIOUS.to_string()]);
+    assert!(won.contains_key(&versions[1].version_id));
+    assert_eq!(e.value("app").await, won[&versions[0].version_id]);
+}
+
+#[tokio::test]
+async fn changing_a_secrets_kms_key_applies_to_new_versions_only() {
+    let e = env();
+    let k1 = e.new_key().await;
+    let k2 = e.new_key().await;
+    e.coffer
+        .create_secret(
+            LOCAL,
+            &CreateSecretRequest {
+                name: "app".into(),
+                secret_string: string_value("one"),
+                kms_key_id: Some(k1.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    let d = e
+        .coffer
+        .update_secret(
+            LOCAL,
+            "app",
+            &coffer_api::UpdateSecretRequest {
+                kms_key_id: Some(k2.clone()),
+                description: Some("moved".into()),
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(d.kms_key_id.as_deref(), Some(k2.as_str()));
+    e.put("app", "two").await;
+    let keys: Vec<String> = e
+        .coffer
+        .list_secret_versions(LOCAL, "app", true)
+        .expect("list")
+        .versions
+        .into_iter()
+        .map(|v| v.kms_key_id)
+        .collect();
+    assert!(keys.contains(&k1) && keys.contains(&k2), "{keys:?}");
+    // Both versions read; disabling the old key only affects the old version.
+    e.set_enabled(&k1, false).await;
+    assert_eq!(e.value("app").await, "two");
+    assert_err!(
+        e.get_stage("app", AWSPREVIOUS).await,
+        CoreError::InvalidState(_)
     );
 }
 
@@ -1242,6 +1406,11 @@ async fn encrypt_decrypt_round_trip_with_encryption_context() {
         b"attack at dawn"
     );
 
+    // By key ARN too.
+    let arn = e.coffer.describe_key(LOCAL, &key).expect("describe").arn;
+    assert_eq!(arn, format!("arn:coffer:kms:local:key/{key}"));
+    assert_eq!(e.encrypt(&arn, b"p", None).expect("by ARN").key_id, key);
+
     // Without a context, the empty context round-trips too.
     let enc = e.encrypt(&key, b"x", None).expect("encrypt");
     assert_eq!(
@@ -1472,7 +1641,9 @@ async fn generate_data_key_plaintext_matches_its_ciphertext() {
             true,
         )
         .expect("data key");
-    let plain = B64.decode(dk.plaintext.expect("plaintext")).expect("b64");
+    let plain = B64
+        .decode(dk.plaintext.as_deref().expect("plaintext"))
+        .expect("b64");
     assert_eq!(plain.len(), 32);
     assert_eq!(dk.key_id, key);
     assert_eq!(e.decrypt(&dk.ciphertext_blob, c).expect("unwrap"), plain);
@@ -1494,7 +1665,9 @@ async fn generate_data_key_plaintext_matches_its_ciphertext() {
         )
         .expect("AES_128");
     assert_eq!(
-        B64.decode(aes128.plaintext.expect("p")).expect("b64").len(),
+        B64.decode(aes128.plaintext.as_deref().expect("p"))
+            .expect("b64")
+            .len(),
         16
     );
     assert_ne!(
@@ -1573,7 +1746,7 @@ async fn generate_random_accepts_1_to_1024_bytes() {
             .coffer
             .generate_random(&GenerateRandomRequest { number_of_bytes: n })
             .expect("random");
-        assert_eq!(B64.decode(r.plaintext).expect("b64").len(), n as usize);
+        assert_eq!(B64.decode(&r.plaintext).expect("b64").len(), n as usize);
     }
     for bad in [0u32, 1025] {
         assert_err!(
@@ -2153,8 +2326,14 @@ async fn no_secret_value_or_token_is_stored_in_plaintext() {
         values.push(value);
     }
     let (tok, _) = e.new_token("alice", None).await;
-    let token_secret = tok.rsplit_once('_').expect("secret part").1.to_string();
-    assert!(token_secret.len() >= 24);
+    // `cft_<hex id>_<secret>`; the secret is URL-safe base64 and may itself contain `_`.
+    let token_secret = tok
+        .strip_prefix("cft_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("token shape")
+        .1
+        .to_string();
+    assert_eq!(token_secret.len(), 43, "32 random bytes, unpadded base64");
     values.push(token_secret);
     // Sanity: values are readable, so they went through the store.
     assert_eq!(e.value("svc/7").await, values[7]);

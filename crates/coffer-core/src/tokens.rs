@@ -164,7 +164,7 @@ impl Coffer {
             .put(BOOTSTRAP_KEY, t.info.token_id.as_bytes());
         self.store.apply(&b)?;
         self.durable().await?;
-        Ok(Some(t.token))
+        Ok(Some(t.token.clone()))
     }
 
     /// Lists tokens (metadata only).

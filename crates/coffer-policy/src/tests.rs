@@ -779,33 +779,3 @@ fn authorize_cost() {
     }
     println!("  ... + Request and Entities: {:?}", start.elapsed() / n);
 }
-
-#[test]
-#[ignore = "timing"]
-fn zz_parts_cost() {
-    use cedar_policy::{Context, RestrictedExpression};
-    let n = 20_000u32;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        let c = Context::from_pairs([("time".to_owned(), RestrictedExpression::new_datetime("2023-11-14T22:13:20Z"))]);
-        assert!(c.is_ok());
-    }
-    println!("datetime ctx: {:?}", t.elapsed() / n);
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        let c = Context::from_pairs([("ip".to_owned(), RestrictedExpression::new_ip("10.0.0.1"))]);
-        assert!(c.is_ok());
-    }
-    println!("ip ctx: {:?}", t.elapsed() / n);
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        let c = Context::from_pairs([("s".to_owned(), RestrictedExpression::new_string("x".into())), ("l".to_owned(), RestrictedExpression::new_long(5))]);
-        assert!(c.is_ok());
-    }
-    println!("plain ctx: {:?}", t.elapsed() / n);
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        assert!(format_datetime(1_700_000_000).is_some());
-    }
-    println!("format: {:?}", t.elapsed() / n);
-}

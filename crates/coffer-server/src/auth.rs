@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use coffer_api::REGION_HEADER;
 use coffer_policy::{AuthzContext, AuthzRequest, Resource};
 
@@ -34,14 +34,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let header_value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "missing Authorization header; send `Authorization: Bearer <token>`",
-                )
-            })?;
+        let header_value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <token>`",
+            )
+        })?;
         let value = header_value
             .to_str()
             .map_err(|_| ApiError::unauthenticated("Authorization header is not valid text"))?;

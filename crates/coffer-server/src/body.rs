@@ -106,7 +106,9 @@ where
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| QueryParams(v))
-            .map_err(|e: QueryRejection| ApiError::bad_request(format!("query string: {}", e.body_text())))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request(format!("query string: {}", e.body_text()))
+            })
     }
 }
 
@@ -116,7 +118,9 @@ mod tests {
 
     #[test]
     fn serde_messages_do_not_echo_values() {
-        let m = redact_serde_message("invalid type: string \"hunter2\", expected u32 at line 1 column 9");
+        let m = redact_serde_message(
+            "invalid type: string \"hunter2\", expected u32 at line 1 column 9",
+        );
         assert!(!m.contains("hunter2"), "{m}");
         assert!(m.contains("expected u32"));
     }

@@ -32,6 +32,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most versions kept per secret (default 100).
     pub max_versions: usize,
+    /// sled page cache in MiB (default 64).
+    pub store_cache_mb: u64,
     /// Seconds between housekeeping runs (purges, key rotation), default 60.
     pub housekeeping_interval_secs: u64,
     /// Seconds to wait for in-flight requests on shutdown (default 30).
@@ -51,6 +53,7 @@ impl Default for Config {
             log_level: "info".to_string(),
             max_body_bytes: 256 * 1024,
             max_versions: 100,
+            store_cache_mb: 64,
             housekeeping_interval_secs: 60,
             shutdown_grace_secs: 30,
         }
@@ -135,7 +138,12 @@ impl Config {
                 "MAX_BODY_BYTES" => {
                     cfg.max_body_bytes = v.parse().map_err(|_| bad("expected a number"))?
                 }
-                "MAX_VERSIONS" => cfg.max_versions = v.parse().map_err(|_| bad("expected a number"))?,
+                "MAX_VERSIONS" => {
+                    cfg.max_versions = v.parse().map_err(|_| bad("expected a number"))?
+                }
+                "STORE_CACHE_MB" => {
+                    cfg.store_cache_mb = v.parse().map_err(|_| bad("expected a number"))?
+                }
                 "HOUSEKEEPING_INTERVAL_SECS" => {
                     cfg.housekeeping_interval_secs =
                         v.parse().map_err(|_| bad("expected a number"))?
@@ -166,13 +174,19 @@ impl Config {
             )));
         }
         if self.regions.is_empty() {
-            return Err(ConfigError::Invalid("regions must name at least one region".into()));
+            return Err(ConfigError::Invalid(
+                "regions must name at least one region".into(),
+            ));
         }
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
         }
         if self.max_versions < 2 {
-            return Err(ConfigError::Invalid("max_versions must be at least 2".into()));
+            return Err(ConfigError::Invalid(
+                "max_versions must be at least 2".into(),
+            ));
         }
         Ok(())
     }
@@ -194,7 +208,11 @@ mod tests {
     fn file_then_env_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nregions = [\"eu\", \"us\"]\n").unwrap();
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\nregions = [\"eu\", \"us\"]\n",
+        )
+        .unwrap();
         let cfg = Config::load(
             Some(&f),
             vec![("COFFER_DATA_DIR".to_string(), "/tmp/x".to_string())],

@@ -62,7 +62,8 @@ impl From<CoreError> for ApiError {
             CoreError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
+        {
             tracing::error!(error = %e, "request failed");
         }
         ApiError::new(status, e.code(), e.to_string())

@@ -100,14 +100,16 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
                 )
             }),
         )
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::new(
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 "internal error; the request id in x-request-id identifies it in the server log",
             )
             .into_response()
-        }))
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -150,7 +152,9 @@ fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
     let dir: Option<PathBuf> = match &config.policy_dir {
         Some(d) => Some(d.clone()),
-        None if Path::new("policies/schema.cedarschema").exists() => Some(PathBuf::from("policies")),
+        None if Path::new("policies/schema.cedarschema").exists() => {
+            Some(PathBuf::from("policies"))
+        }
         None => None,
     };
     let engine = match dir {
@@ -158,7 +162,11 @@ fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
             .with_context(|| format!("invalid policy set in {}", d.display()))?,
         None => PolicyEngine::builtin().context("built-in policy set")?,
     };
-    tracing::info!(source = engine.source(), hash = engine.hash(), "policy set loaded");
+    tracing::info!(
+        source = engine.source(),
+        hash = engine.hash(),
+        "policy set loaded"
+    );
     Ok(engine)
 }
 
@@ -173,16 +181,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Arc::new(MemoryRootKey::generate()),
         )
     } else {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+            let _ =
+                std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
         }
         let store = Arc::new(
-            SledStore::open(&config.data_dir)
-                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+            SledStore::open_with_cache(
+                &config.data_dir,
+                config.store_cache_mb.max(1) * 1024 * 1024,
+            )
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
         );
         let key_path = config
             .root_key_file
@@ -218,7 +231,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
 
     let policy = load_policy(&config)?;
-    let state = Arc::new(AppState::new(core.clone(), policy, dev_token, openapi_json()));
+    let state = Arc::new(AppState::new(
+        core.clone(),
+        policy,
+        dev_token,
+        openapi_json(),
+    ));
     let app = app(state, config.max_body_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -78,26 +78,52 @@ impl Default for RouteTable {
         description = "Self-hosted secrets vault and key manager (native REST API v1)."
     ),
     components(schemas(
-        coffer_api::ErrorResponse, coffer_api::ErrorBody,
-        coffer_api::CreateSecretRequest, coffer_api::SecretVersionRef,
-        coffer_api::PutSecretValueRequest, coffer_api::SecretValue,
-        coffer_api::UpdateSecretRequest, coffer_api::VersionInfo,
-        coffer_api::SecretDescription, coffer_api::ListSecretsResponse,
-        coffer_api::ListVersionsResponse, coffer_api::UpdateStageRequest,
-        coffer_api::DeleteSecretResponse, coffer_api::TagRequest, coffer_api::UntagRequest,
-        coffer_api::BatchGetRequest, coffer_api::BatchGetError, coffer_api::BatchGetResponse,
-        coffer_api::RandomPasswordRequest, coffer_api::RandomPasswordResponse,
-        coffer_api::CreateKeyRequest, coffer_api::KeyMetadata, coffer_api::ListKeysResponse,
-        coffer_api::UpdateKeyRequest, coffer_api::KeyRotationPolicyRequest,
-        coffer_api::KeyRotation, coffer_api::ListKeyRotationsResponse,
-        coffer_api::ScheduleKeyDeletionRequest, coffer_api::EncryptRequest,
-        coffer_api::EncryptResponse, coffer_api::DecryptRequest, coffer_api::DecryptResponse,
-        coffer_api::GenerateDataKeyRequest, coffer_api::GenerateDataKeyResponse,
-        coffer_api::ReEncryptRequest, coffer_api::ReEncryptResponse,
-        coffer_api::GenerateRandomRequest, coffer_api::GenerateRandomResponse,
-        coffer_api::AliasEntry, coffer_api::CreateAliasRequest, coffer_api::UpdateAliasRequest,
-        coffer_api::ListAliasesResponse, coffer_api::CreateTokenRequest, coffer_api::TokenInfo,
-        coffer_api::CreateTokenResponse, coffer_api::ListTokensResponse,
+        coffer_api::ErrorResponse,
+        coffer_api::ErrorBody,
+        coffer_api::CreateSecretRequest,
+        coffer_api::SecretVersionRef,
+        coffer_api::PutSecretValueRequest,
+        coffer_api::SecretValue,
+        coffer_api::UpdateSecretRequest,
+        coffer_api::VersionInfo,
+        coffer_api::SecretDescription,
+        coffer_api::ListSecretsResponse,
+        coffer_api::ListVersionsResponse,
+        coffer_api::UpdateStageRequest,
+        coffer_api::DeleteSecretResponse,
+        coffer_api::TagRequest,
+        coffer_api::UntagRequest,
+        coffer_api::BatchGetRequest,
+        coffer_api::BatchGetError,
+        coffer_api::BatchGetResponse,
+        coffer_api::RandomPasswordRequest,
+        coffer_api::RandomPasswordResponse,
+        coffer_api::CreateKeyRequest,
+        coffer_api::KeyMetadata,
+        coffer_api::ListKeysResponse,
+        coffer_api::UpdateKeyRequest,
+        coffer_api::KeyRotationPolicyRequest,
+        coffer_api::KeyRotation,
+        coffer_api::ListKeyRotationsResponse,
+        coffer_api::ScheduleKeyDeletionRequest,
+        coffer_api::EncryptRequest,
+        coffer_api::EncryptResponse,
+        coffer_api::DecryptRequest,
+        coffer_api::DecryptResponse,
+        coffer_api::GenerateDataKeyRequest,
+        coffer_api::GenerateDataKeyResponse,
+        coffer_api::ReEncryptRequest,
+        coffer_api::ReEncryptResponse,
+        coffer_api::GenerateRandomRequest,
+        coffer_api::GenerateRandomResponse,
+        coffer_api::AliasEntry,
+        coffer_api::CreateAliasRequest,
+        coffer_api::UpdateAliasRequest,
+        coffer_api::ListAliasesResponse,
+        coffer_api::CreateTokenRequest,
+        coffer_api::TokenInfo,
+        coffer_api::CreateTokenResponse,
+        coffer_api::ListTokensResponse,
         coffer_api::HealthResponse,
     ))
 )]
@@ -140,7 +166,11 @@ pub fn openapi(docs: &[RouteDoc]) -> utoipa::openapi::OpenApi {
         let mut op = OperationBuilder::new()
             .operation_id(Some(d.operation))
             .summary(Some(d.summary))
-            .tag(if d.path.starts_with("/v1/") { tag } else { "system" });
+            .tag(if d.path.starts_with("/v1/") {
+                tag
+            } else {
+                "system"
+            });
         for seg in d.path.split('/') {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 op = op.parameter(
@@ -166,7 +196,9 @@ pub fn openapi(docs: &[RouteDoc]) -> utoipa::openapi::OpenApi {
                 .name("X-Coffer-Region")
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
-                .description(Some("region of the request (default: the server's first region)")),
+                .description(Some(
+                    "region of the request (default: the server's first region)",
+                )),
         );
         if let Some(req) = d.request {
             op = op.request_body(Some(

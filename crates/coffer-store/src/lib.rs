@@ -27,6 +27,8 @@ use std::pin::Pin;
 
 /// The data-directory format this release writes and reads.
 pub const DATA_FORMAT_VERSION: u32 = 1;
+/// sled's page cache size unless told otherwise (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_KEY: &[u8] = b"meta/format-version";
 
@@ -97,6 +99,9 @@ impl Batch {
     }
 }
 
+/// Records returned by a scan: (key, value) pairs in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A boxed future returned by [`Store::sync`].
 pub type SyncFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
@@ -111,7 +116,7 @@ pub trait Store: Send + Sync {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Records, StoreError>;
     /// Applies the batch atomically if every check holds, else [`StoreError::Conflict`].
     /// Not yet durable: call [`Store::sync`] before acknowledging.
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
@@ -133,6 +138,11 @@ impl SledStore {
     /// marker in `dir/FORMAT` and in the store itself). Refuses a directory written by an
     /// incompatible format.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`SledStore::open`], with sled's page cache capped at `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let format_path = dir.join(FORMAT_FILE);
@@ -161,6 +171,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()?;
         let store = Self::from_db(db, Some(dir.to_path_buf()))?;
         if !format_path.exists() {
@@ -216,7 +227,7 @@ impl Store for SledStore {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Records, StoreError> {
         let mut out = Vec::new();
         let iter = match after {
             Some(a) if a.starts_with(prefix) => {

@@ -15,7 +15,11 @@ use crate::state::AppState;
 
 type S = State<Arc<AppState>>;
 
-pub async fn create_token(State(s): S, c: Caller, JsonBody(req): JsonBody<CreateTokenRequest>) -> ApiResult<(StatusCode, Json<CreateTokenResponse>)> {
+pub async fn create_token(
+    State(s): S,
+    c: Caller,
+    JsonBody(req): JsonBody<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreateTokenResponse>)> {
     s.authorize(&c, "CreateToken", Target::Account, None)?;
     Ok((StatusCode::CREATED, Json(s.core.create_token(&req).await?)))
 }
@@ -25,7 +29,11 @@ pub async fn list_tokens(State(s): S, c: Caller) -> ApiResult<Json<ListTokensRes
     Ok(Json(s.core.list_tokens()?))
 }
 
-pub async fn revoke_token(State(s): S, c: Caller, Path(token_id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_token(
+    State(s): S,
+    c: Caller,
+    Path(token_id): Path<String>,
+) -> ApiResult<StatusCode> {
     s.authorize(&c, "RevokeToken", Target::Account, None)?;
     s.core.revoke_token(&token_id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -34,7 +42,11 @@ pub async fn revoke_token(State(s): S, c: Caller, Path(token_id): Path<String>) 
 pub async fn reset(State(s): S, c: Caller) -> ApiResult<StatusCode> {
     s.authorize(&c, "ResetState", Target::Account, None)?;
     let Some(token) = &s.dev_token else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "UnknownOperation", "POST /v1/sys/reset exists only in dev mode (coffer server --dev)"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperation",
+            "POST /v1/sys/reset exists only in dev mode (coffer server --dev)",
+        ));
     };
     s.core.reset()?;
     s.core.install_fixed_token(token, "admin").await?;
@@ -43,18 +55,30 @@ pub async fn reset(State(s): S, c: Caller) -> ApiResult<StatusCode> {
 }
 
 pub async fn healthz() -> Json<HealthResponse> {
-    Json(HealthResponse { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(HealthResponse {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 pub async fn readyz(State(s): S) -> Result<Json<HealthResponse>, ApiError> {
     s.core.ready()?;
-    Ok(Json(HealthResponse { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    Ok(Json(HealthResponse {
+        status: "ready".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
 }
 
 pub async fn metrics(State(s): S) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 pub async fn openapi(State(s): S) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], s.openapi_json.clone())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi_json.clone(),
+    )
 }

@@ -29,30 +29,79 @@ fn secret_facts(s: &AppState, region: &str, id: &str) -> ApiResult<(String, Tags
 
 fn authorize_secret(s: &AppState, c: &Caller, action: &str, id: &str) -> ApiResult<()> {
     let (name, tags) = secret_facts(s, &c.region, id)?;
-    s.authorize(c, action, Target::Secret { name: &name, tags: &tags }, None)
+    s.authorize(
+        c,
+        action,
+        Target::Secret {
+            name: &name,
+            tags: &tags,
+        },
+        None,
+    )
 }
 
-pub async fn create(State(s): S, c: Caller, JsonBody(req): JsonBody<CreateSecretRequest>) -> ApiResult<(StatusCode, Json<SecretVersionRef>)> {
+pub async fn create(
+    State(s): S,
+    c: Caller,
+    JsonBody(req): JsonBody<CreateSecretRequest>,
+) -> ApiResult<(StatusCode, Json<SecretVersionRef>)> {
     let tags = req.tags.clone().unwrap_or_default();
     coffer_core::SecretName::parse(&req.name)?;
-    s.authorize(&c, "CreateSecret", Target::Secret { name: &req.name, tags: &tags }, None)?;
-    Ok((StatusCode::CREATED, Json(s.core.create_secret(&c.region, &req).await?)))
+    s.authorize(
+        &c,
+        "CreateSecret",
+        Target::Secret {
+            name: &req.name,
+            tags: &tags,
+        },
+        None,
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_secret(&c.region, &req).await?),
+    ))
 }
 
-pub async fn list(State(s): S, c: Caller, QueryParams(q): QueryParams<ListSecretsQuery>) -> ApiResult<Json<ListSecretsResponse>> {
+pub async fn list(
+    State(s): S,
+    c: Caller,
+    QueryParams(q): QueryParams<ListSecretsQuery>,
+) -> ApiResult<Json<ListSecretsResponse>> {
     s.authorize(&c, "ListSecrets", Target::Account, None)?;
     let engine_check = |d: &SecretDescription| {
-        s.authorize(&c, "DescribeSecret", Target::Secret { name: &d.name, tags: &d.tags }, None).is_ok()
+        s.authorize(
+            &c,
+            "DescribeSecret",
+            Target::Secret {
+                name: &d.name,
+                tags: &d.tags,
+            },
+            None,
+        )
+        .is_ok()
     };
-    Ok(Json(s.core.list_secrets_filtered(&c.region, &q, engine_check)?))
+    Ok(Json(s.core.list_secrets_filtered(
+        &c.region,
+        &q,
+        engine_check,
+    )?))
 }
 
-pub async fn describe(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<Json<SecretDescription>> {
+pub async fn describe(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "DescribeSecret", &id)?;
     Ok(Json(s.core.describe_secret(&c.region, &id)?))
 }
 
-pub async fn update(State(s): S, c: Caller, Path(id): Path<String>, JsonBody(req): JsonBody<UpdateSecretRequest>) -> ApiResult<Json<SecretDescription>> {
+pub async fn update(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateSecretRequest>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "UpdateSecret", &id)?;
     Ok(Json(s.core.update_secret(&c.region, &id, &req).await?))
 }
@@ -65,12 +114,25 @@ pub struct DeleteQuery {
     force: bool,
 }
 
-pub async fn delete(State(s): S, c: Caller, Path(id): Path<String>, QueryParams(q): QueryParams<DeleteQuery>) -> ApiResult<Json<DeleteSecretResponse>> {
+pub async fn delete(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<DeleteQuery>,
+) -> ApiResult<Json<DeleteSecretResponse>> {
     authorize_secret(&s, &c, "DeleteSecret", &id)?;
-    Ok(Json(s.core.delete_secret(&c.region, &id, q.recovery_window_days, q.force).await?))
+    Ok(Json(
+        s.core
+            .delete_secret(&c.region, &id, q.recovery_window_days, q.force)
+            .await?,
+    ))
 }
 
-pub async fn restore(State(s): S, c: Caller, Path(id): Path<String>) -> ApiResult<Json<SecretDescription>> {
+pub async fn restore(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "RestoreSecret", &id)?;
     Ok(Json(s.core.restore_secret(&c.region, &id).await?))
 }
@@ -82,16 +144,31 @@ pub struct ValueQuery {
     version_stage: Option<String>,
 }
 
-pub async fn get_value(State(s): S, c: Caller, Path(id): Path<String>, QueryParams(q): QueryParams<ValueQuery>) -> ApiResult<Json<SecretValue>> {
+pub async fn get_value(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<ValueQuery>,
+) -> ApiResult<Json<SecretValue>> {
     authorize_secret(&s, &c, "GetSecretValue", &id)?;
     Ok(Json(
         s.core
-            .get_secret_value(&c.region, &id, q.version_id.as_deref(), q.version_stage.as_deref())
+            .get_secret_value(
+                &c.region,
+                &id,
+                q.version_id.as_deref(),
+                q.version_stage.as_deref(),
+            )
             .await?,
     ))
 }
 
-pub async fn put_value(State(s): S, c: Caller, Path(id): Path<String>, JsonBody(req): JsonBody<PutSecretValueRequest>) -> ApiResult<Json<SecretVersionRef>> {
+pub async fn put_value(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<PutSecretValueRequest>,
+) -> ApiResult<Json<SecretVersionRef>> {
     authorize_secret(&s, &c, "PutSecretValue", &id)?;
     Ok(Json(s.core.put_secret_value(&c.region, &id, &req).await?))
 }
@@ -103,47 +180,97 @@ pub struct VersionsQuery {
     include_deprecated: bool,
 }
 
-pub async fn versions(State(s): S, c: Caller, Path(id): Path<String>, QueryParams(q): QueryParams<VersionsQuery>) -> ApiResult<Json<ListVersionsResponse>> {
+pub async fn versions(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<VersionsQuery>,
+) -> ApiResult<Json<ListVersionsResponse>> {
     authorize_secret(&s, &c, "ListSecretVersionIds", &id)?;
-    Ok(Json(s.core.list_secret_versions(&c.region, &id, q.include_deprecated)?))
+    Ok(Json(s.core.list_secret_versions(
+        &c.region,
+        &id,
+        q.include_deprecated,
+    )?))
 }
 
-pub async fn stages(State(s): S, c: Caller, Path(id): Path<String>, JsonBody(req): JsonBody<UpdateStageRequest>) -> ApiResult<Json<SecretDescription>> {
+pub async fn stages(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateStageRequest>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "UpdateSecretVersionStage", &id)?;
-    Ok(Json(s.core.update_secret_version_stage(&c.region, &id, &req).await?))
+    Ok(Json(
+        s.core
+            .update_secret_version_stage(&c.region, &id, &req)
+            .await?,
+    ))
 }
 
-pub async fn tag(State(s): S, c: Caller, Path(id): Path<String>, JsonBody(req): JsonBody<TagRequest>) -> ApiResult<Json<SecretDescription>> {
+pub async fn tag(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<TagRequest>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "TagSecret", &id)?;
     Ok(Json(s.core.tag_secret(&c.region, &id, &req.tags).await?))
 }
 
-pub async fn untag(State(s): S, c: Caller, Path(id): Path<String>, JsonBody(req): JsonBody<UntagRequest>) -> ApiResult<Json<SecretDescription>> {
+pub async fn untag(
+    State(s): S,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UntagRequest>,
+) -> ApiResult<Json<SecretDescription>> {
     authorize_secret(&s, &c, "UntagSecret", &id)?;
-    Ok(Json(s.core.untag_secret(&c.region, &id, &req.tag_keys).await?))
+    Ok(Json(
+        s.core.untag_secret(&c.region, &id, &req.tag_keys).await?,
+    ))
 }
 
-pub async fn batch_get(State(s): S, c: Caller, JsonBody(req): JsonBody<BatchGetRequest>) -> ApiResult<Json<BatchGetResponse>> {
+pub async fn batch_get(
+    State(s): S,
+    c: Caller,
+    JsonBody(req): JsonBody<BatchGetRequest>,
+) -> ApiResult<Json<BatchGetResponse>> {
     if req.secret_ids.is_empty() || req.secret_ids.len() > 20 {
         return Err(ApiError::bad_request("secret_ids must name 1–20 secrets"));
     }
-    let mut out = BatchGetResponse { secret_values: Vec::new(), errors: Vec::new() };
+    let mut out = BatchGetResponse {
+        secret_values: Vec::new(),
+        errors: Vec::new(),
+    };
     for id in &req.secret_ids {
         let res = async {
             authorize_secret(&s, &c, "GetSecretValue", id)?;
-            s.core.get_secret_value(&c.region, id, None, None).await.map_err(ApiError::from)
+            s.core
+                .get_secret_value(&c.region, id, None, None)
+                .await
+                .map_err(ApiError::from)
         }
         .await;
         match res {
             Ok(v) => out.secret_values.push(v),
-            Err(e) => out.errors.push(BatchGetError { secret_id: id.clone(), code: e.code.to_string(), message: e.message }),
+            Err(e) => out.errors.push(BatchGetError {
+                secret_id: id.clone(),
+                code: e.code.to_string(),
+                message: e.message,
+            }),
         }
     }
     Ok(Json(out))
 }
 
-pub async fn random_password(State(s): S, c: Caller, JsonBody(req): JsonBody<RandomPasswordRequest>) -> ApiResult<Json<RandomPasswordResponse>> {
+pub async fn random_password(
+    State(s): S,
+    c: Caller,
+    JsonBody(req): JsonBody<RandomPasswordRequest>,
+) -> ApiResult<Json<RandomPasswordResponse>> {
     s.authorize(&c, "GetRandomPassword", Target::Account, None)?;
     let p = coffer_core::generate_password(&req)?;
-    Ok(Json(RandomPasswordResponse { random_password: p.to_string() }))
+    Ok(Json(RandomPasswordResponse {
+        random_password: p.to_string(),
+    }))
 }
