@@ -39,7 +39,8 @@ mod tokens;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use coffer_crypto::{CryptoError, KeyMaterial, RootKeyProvider};
 use coffer_store::{Store, StoreError};
@@ -177,10 +178,14 @@ pub struct Coffer {
     config: CoreConfig,
     /// Unwrapped key versions by (region, key id, version).
     key_cache: RwLock<HashMap<(String, String, u32), Arc<KeyMaterial>>>,
+    /// Striped locks that queue writers of the same record inside this process.
+    write_locks: Vec<Mutex<()>>,
 }
 
 /// How many times an optimistic write is retried before giving up.
 const MAX_ATTEMPTS: usize = 16;
+/// Number of write-lock stripes.
+const WRITE_LOCK_STRIPES: usize = 64;
 
 impl Coffer {
     /// Builds the service over a store and a root key.
@@ -202,6 +207,7 @@ impl Coffer {
             root,
             config,
             key_cache: RwLock::new(HashMap::new()),
+            write_locks: (0..WRITE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
@@ -220,6 +226,15 @@ impl Coffer {
                 self.config.regions.join(", ")
             )))
         }
+    }
+
+    /// The write lock of the record named by (region, id). Held only around one
+    /// read-compute-apply step, never across an `.await`.
+    pub(crate) fn write_lock(&self, region: &str, id: &str) -> MutexGuard<'_, ()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (region, id).hash(&mut h);
+        let lock = &self.write_locks[(h.finish() as usize) % self.write_locks.len()];
+        lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn now(&self) -> OffsetDateTime {

@@ -29,6 +29,16 @@ use crate::{
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// Outcome of one optimistic write attempt.
+enum Attempt<T> {
+    /// Applied; make it durable, then answer.
+    Written(T),
+    /// Nothing to write (an idempotent retry).
+    Unchanged(T),
+    /// Someone else changed the record first; try again.
+    Conflict,
+}
+
 /// A value to store: its kind and bytes (zeroized on drop).
 struct Value {
     kind: ValueKind,
@@ -437,45 +447,67 @@ impl Coffer {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         for _ in 0..MAX_ATTEMPTS {
-            let (mut rec, raw) = self.load_secret(region, id)?;
-            Self::ensure_not_deleted(&rec)?;
-            let vk = version_key(region, &rec.uid, &vid);
-            if self.store.get(&vk)?.is_some() {
-                let (_, existing) = self.open_version(region, &rec.uid, &vid)?;
-                if Self::same_value(&existing, &value) {
-                    return Ok(Self::version_ref(&rec, Some(&vid)));
-                }
-                return Err(CoreError::AlreadyExists(format!(
-                    "version {vid} of secret {} already exists with a different value; use a new client request token",
-                    rec.name
-                )));
-            }
-            let version = self.seal_version(region, &rec, &vid, &value)?;
-            for l in &labels {
-                if l == AWSCURRENT {
-                    if let Some(old) = rec.stages.get(AWSCURRENT).cloned() {
-                        rec.stages.insert(AWSPREVIOUS.to_string(), old);
-                    }
-                }
-                rec.stages.insert(l.clone(), vid.clone());
-            }
-            rec.version_count += 1;
-            rec.last_changed = self.now();
-            let mut b = Batch::default();
-            b.expect_absent(&vk).put(&vk, &encode(&version)?);
-            self.prune_versions(region, &mut rec, &vid, &mut b)?;
-            let sk = secret_key(region, &rec.name);
-            b.expect(&sk, &raw).put(&sk, &encode(&rec)?);
-            match self.store.apply(&b) {
-                Ok(()) => {
+            // Writers of one secret queue here instead of spinning on conflicts; the
+            // store's checks still guard against other processes.
+            let attempt = {
+                let _guard = self.write_lock(region, id);
+                self.try_put(region, id, &vid, &value, &labels)
+            };
+            match attempt? {
+                Attempt::Written(r) => {
                     self.durable().await?;
-                    return Ok(Self::version_ref(&rec, Some(&vid)));
+                    return Ok(r);
                 }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                Attempt::Unchanged(r) => return Ok(r),
+                Attempt::Conflict => continue,
             }
         }
         Err(CoreError::Contention(format!("secret {id}")))
+    }
+
+    /// One optimistic attempt of PutSecretValue (no waiting inside).
+    fn try_put(
+        &self,
+        region: &str,
+        id: &str,
+        vid: &str,
+        value: &Value,
+        labels: &[String],
+    ) -> Result<Attempt<SecretVersionRef>> {
+        let (mut rec, raw) = self.load_secret(region, id)?;
+        Self::ensure_not_deleted(&rec)?;
+        let vk = version_key(region, &rec.uid, vid);
+        if self.store.get(&vk)?.is_some() {
+            let (_, existing) = self.open_version(region, &rec.uid, vid)?;
+            if Self::same_value(&existing, value) {
+                return Ok(Attempt::Unchanged(Self::version_ref(&rec, Some(vid))));
+            }
+            return Err(CoreError::AlreadyExists(format!(
+                "version {vid} of secret {} already exists with a different value; use a new client request token",
+                rec.name
+            )));
+        }
+        let version = self.seal_version(region, &rec, vid, value)?;
+        for l in labels {
+            if l == AWSCURRENT {
+                if let Some(old) = rec.stages.get(AWSCURRENT).cloned() {
+                    rec.stages.insert(AWSPREVIOUS.to_string(), old);
+                }
+            }
+            rec.stages.insert(l.clone(), vid.to_string());
+        }
+        rec.version_count += 1;
+        rec.last_changed = self.now();
+        let mut b = Batch::default();
+        b.expect_absent(&vk).put(&vk, &encode(&version)?);
+        self.prune_versions(region, &mut rec, vid, &mut b)?;
+        let sk = secret_key(region, &rec.name);
+        b.expect(&sk, &raw).put(&sk, &encode(&rec)?);
+        match self.store.apply(&b) {
+            Ok(()) => Ok(Attempt::Written(Self::version_ref(&rec, Some(vid)))),
+            Err(StoreError::Conflict) => Ok(Attempt::Conflict),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes the oldest unlabeled versions past the cap (never `keep`).
@@ -521,18 +553,25 @@ impl Coffer {
         F: FnMut(&mut SecretRecord, &mut Batch) -> Result<()>,
     {
         for _ in 0..MAX_ATTEMPTS {
-            let (mut rec, raw) = self.load_secret(region, id)?;
-            let mut b = Batch::default();
-            f(&mut rec, &mut b)?;
-            let sk = secret_key(region, &rec.name);
-            b.expect(&sk, &raw).put(&sk, &encode(&rec)?);
-            match self.store.apply(&b) {
-                Ok(()) => {
+            let attempt = {
+                let _guard = self.write_lock(region, id);
+                let (mut rec, raw) = self.load_secret(region, id)?;
+                let mut b = Batch::default();
+                f(&mut rec, &mut b)?;
+                let sk = secret_key(region, &rec.name);
+                b.expect(&sk, &raw).put(&sk, &encode(&rec)?);
+                match self.store.apply(&b) {
+                    Ok(()) => Attempt::Written(rec),
+                    Err(StoreError::Conflict) => Attempt::Conflict,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            match attempt {
+                Attempt::Written(rec) | Attempt::Unchanged(rec) => {
                     self.durable().await?;
                     return Ok(rec);
                 }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                Attempt::Conflict => continue,
             }
         }
         Err(CoreError::Contention(format!("secret {id}")))
