@@ -127,6 +127,8 @@ static ALL_ACTIONS: &[&str] = &[
     "ResetState",
     "ReloadPolicies",
     "GetPolicyInfo",
+    "GetAuditLog",
+    "VerifyAuditLog",
 ];
 
 /// Every action name (API operation) in the schema, for route coverage tests.
@@ -377,6 +379,9 @@ struct Types {
 pub struct PolicyEngine {
     source: String,
     hash: String,
+    schema: cedar_policy::Schema,
+    /// Policy id → (file, line where the policy starts).
+    origins: HashMap<String, (String, usize)>,
     policies: PolicySet,
     authorizer: Authorizer,
     /// Users and teams from `entities.json` (plus the schema's actions), with the
@@ -429,6 +434,26 @@ impl PolicyEngine {
     /// Where the set came from: `"builtin"` or the directory path.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The validated schema (for offline tooling).
+    pub fn schema(&self) -> &cedar_policy::Schema {
+        &self.schema
+    }
+
+    /// The validated policies, with ids from `@id` (for offline tooling).
+    pub fn policy_set(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// Users and teams from `entities.json` plus the schema's actions.
+    pub fn entities(&self) -> &Entities {
+        &self.entities
+    }
+
+    /// Where a policy is written: (file, line where it starts).
+    pub fn policy_origin(&self, id: &str) -> Option<(&str, usize)> {
+        self.origins.get(id).map(|(f, l)| (f.as_str(), *l))
     }
 
     /// Decide one request. Never panics; anything unexpected denies.

@@ -602,9 +602,15 @@ pub(crate) fn build(
     validate(&schema, &policies, &origins, &policy_files)?;
     let entities = parse_entities(entities_file.as_ref(), &schema, &types)?;
 
+    let origins = origins
+        .into_iter()
+        .map(|(id, o)| (id, (policy_files[o.file].name.clone(), o.line)))
+        .collect();
     let engine = PolicyEngine {
         source,
         hash,
+        schema: schema.clone(),
+        origins,
         policies,
         authorizer: Authorizer::new(),
         entities,

@@ -123,6 +123,8 @@ fn expected_kind(action: &str) -> ResourceKind {
         "ResetState",
         "ReloadPolicies",
         "GetPolicyInfo",
+        "GetAuditLog",
+        "VerifyAuditLog",
     ];
     if SECRET.contains(&action) {
         ResourceKind::Secret
