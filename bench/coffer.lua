@@ -1,7 +1,8 @@
 -- wrk request script for Coffer's native API (bench/run.sh).
 -- Environment:
 --   BENCH_METHOD, BENCH_PATH, BENCH_AUTH ("Name: value"), BENCH_BODY_FILE (optional)
---   The body may contain @UNIQUE@, replaced per request by "<thread>-<n>" (distinct names).
+--   The body may contain @UNIQUE@, replaced per request by "<run>-<thread>-<n>" (distinct
+--   names across requests and across wrk runs).
 --   BENCH_MAX_PER_THREAD: stop each thread after this many responses (0 = time-bound).
 -- done() prints one "RESULT ..." line in the same shape as ../shared/bench/req.lua.
 local nthreads = 0
@@ -31,6 +32,12 @@ local unique = body ~= nil and body:find("@UNIQUE@", 1, true) ~= nil
 
 local fixed = nil
 local n = 0
+-- A per-process id keeps names distinct across wrk runs (warm-up, repeats).
+local run_id = "r"
+do
+  local f = io.open("/proc/sys/kernel/random/uuid", "r")
+  if f then run_id = f:read("*l"):sub(1, 8); f:close() end
+end
 local done_count = 0
 function init(args)
   if not unique then fixed = wrk.format(method, path, headers, body) end
@@ -39,7 +46,7 @@ end
 function request()
   if fixed then return fixed end
   n = n + 1
-  local b = body:gsub("@UNIQUE@", tostring(tid) .. "-" .. tostring(n))
+  local b = body:gsub("@UNIQUE@", run_id .. "-" .. tostring(tid) .. "-" .. tostring(n))
   return wrk.format(method, path, headers, b)
 end
 

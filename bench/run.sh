@@ -94,10 +94,23 @@ echo
 "$SHARED_BENCH/summarize.sh" "$RESULTS" axum-hello:get
 
 # --- memory while holding RSS_SECRETS secrets
-per_thread=$(( (RSS_SECRETS + THREADS - 1) / THREADS ))
-printf '{"name":"rss/%s-@UNIQUE@","secret_string":"%s"}' "$$" "$V64" >"$WORK/rss.json"
-export BENCH_METHOD=POST BENCH_PATH=/v1/secrets BENCH_BODY_FILE="$WORK/rss.json" BENCH_AUTH="Authorization: Bearer $TOKEN" BENCH_MAX_PER_THREAD=$per_thread
-wrk -t"$THREADS" -c"$CONNS" -d600s -s "$HERE/coffer.lua" "$C" | grep '^RESULT ' >&2 || true
+# 16 keep-alive connections creating distinct secrets until RSS_SECRETS exist.
+python3 - "$C" "$TOKEN" "$RSS_SECRETS" "$V64" <<'PY' >&2
+import http.client, json, sys, threading
+host, port = sys.argv[1].split("//")[1].split(":")
+tok, total, value = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def worker(w, n):
+    c = http.client.HTTPConnection(host, int(port), timeout=60)
+    for i in range(n):
+        body = json.dumps({"name": f"rss/{w}-{i}", "secret_string": value})
+        c.request("POST", "/v1/secrets", body, {"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status != 201:
+            raise SystemExit(f"create failed: HTTP {r.status}")
+ts = [threading.Thread(target=worker, args=(w, total // 16 + (1 if w < total % 16 else 0))) for w in range(16)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(f"created {total} secrets")
+PY
 count=$(python3 - "$C" "$TOKEN" <<'PY'
 import json, sys, urllib.parse, urllib.request
 base, tok = sys.argv[1], sys.argv[2]

@@ -14,35 +14,34 @@ fn ok(s: &Server, args: &[&str]) -> String {
 #[test]
 fn secret_lifecycle_from_the_command_line() {
     let s = Server::start();
+    // Not under prod/: the shipped policies forbid deleting prod secrets outside the
+    // 02:00-04:00 UTC change window, admin included.
     ok(
         &s,
         &[
             "secret",
             "create",
-            "prod/database/password",
+            "app/database/password",
             "--value",
             "s3cr3t",
         ],
     );
     assert_eq!(
-        ok(&s, &["secret", "get", "prod/database/password"]),
+        ok(&s, &["secret", "get", "app/database/password"]),
         "s3cr3t\n"
     );
     ok(
         &s,
-        &["secret", "put", "prod/database/password", "--value", "n3w"],
+        &["secret", "put", "app/database/password", "--value", "n3w"],
     );
-    assert_eq!(
-        ok(&s, &["secret", "get", "prod/database/password"]),
-        "n3w\n"
-    );
+    assert_eq!(ok(&s, &["secret", "get", "app/database/password"]), "n3w\n");
     assert_eq!(
         ok(
             &s,
             &[
                 "secret",
                 "get",
-                "prod/database/password",
+                "app/database/password",
                 "--stage",
                 "PREVIOUS"
             ]
@@ -54,7 +53,7 @@ fn secret_lifecycle_from_the_command_line() {
         &[
             "secret",
             "versions",
-            "prod/database/password",
+            "app/database/password",
             "--output",
             "json",
         ],
@@ -69,7 +68,7 @@ fn secret_lifecycle_from_the_command_line() {
             &[
                 "secret",
                 "get",
-                "prod/database/password",
+                "app/database/password",
                 "--version-id",
                 old_id
             ]
@@ -81,7 +80,7 @@ fn secret_lifecycle_from_the_command_line() {
         &[
             "secret",
             "describe",
-            "prod/database/password",
+            "app/database/password",
             "--output",
             "json",
         ],
@@ -89,33 +88,30 @@ fn secret_lifecycle_from_the_command_line() {
     assert!(!describe.contains("s3cr3t") && !describe.contains("n3w"));
     ok(
         &s,
-        &["secret", "tag", "prod/database/password", "team=payments"],
+        &["secret", "tag", "app/database/password", "team=payments"],
     );
     let listed: Value = serde_json::from_str(&ok(
         &s,
         &["secret", "list", "--tag-key", "team", "--output", "json"],
     ))
     .unwrap();
-    assert_eq!(listed["secrets"][0]["name"], "prod/database/password");
-    ok(&s, &["secret", "untag", "prod/database/password", "team"]);
+    assert_eq!(listed["secrets"][0]["name"], "app/database/password");
+    ok(&s, &["secret", "untag", "app/database/password", "team"]);
     ok(
         &s,
         &[
             "secret",
             "delete",
-            "prod/database/password",
+            "app/database/password",
             "--recovery-window-days",
             "7",
         ],
     );
-    let (code, _, err) = cli(&s, &["secret", "get", "prod/database/password"]);
+    let (code, _, err) = cli(&s, &["secret", "get", "app/database/password"]);
     assert_ne!(code, 0);
     assert!(err.contains("InvalidState"), "{err}");
-    ok(&s, &["secret", "restore", "prod/database/password"]);
-    assert_eq!(
-        ok(&s, &["secret", "get", "prod/database/password"]),
-        "n3w\n"
-    );
+    ok(&s, &["secret", "restore", "app/database/password"]);
+    assert_eq!(ok(&s, &["secret", "get", "app/database/password"]), "n3w\n");
 }
 
 #[test]

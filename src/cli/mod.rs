@@ -3,10 +3,12 @@
 //!
 //! Commands are thin: parse, call [`coffer_client`], print through [`output`].
 
+pub mod audit;
 pub mod key;
 pub mod key_value;
 pub mod output;
 pub mod plaintext;
+pub mod policy;
 pub mod secret;
 pub mod sys;
 pub mod token;
@@ -48,6 +50,10 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Server-wide operations.
     Sys(sys::SysArgs),
+    /// Read and verify the audit log.
+    Audit(audit::AuditArgs),
+    /// Policy-as-code, offline: validate, fmt, test, explain, diff a policy directory.
+    Policy(policy::PolicyArgs),
 }
 
 /// Options accepted before the command (`coffer --output json secret list`), read from the
@@ -159,6 +165,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = Context::new(cli.global, args.connection)?;
             sys::run(args.command, &ctx).await
         }
+        Command::Audit(args) => audit::run(args, cli.global).await,
+        Command::Policy(args) => policy::run(args, cli.global.output).await,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Opts {
     pub data_dir: Option<PathBuf>,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Policy directory (default: the repository's `policies/`).
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -68,7 +70,7 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--policy-dir")
-            .arg(repo_policies());
+            .arg(opts.policy_dir.clone().unwrap_or_else(repo_policies));
         if opts.dev {
             cmd.arg("--dev");
         } else {

@@ -754,6 +754,154 @@ pub struct HealthResponse {
     pub version: String,
 }
 
+/// `GET /v1/sys/policies` and `POST /v1/sys/policies/reload` response: the active
+/// policy set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyInfo {
+    /// Where the set came from: the policy directory, or `builtin`.
+    pub source: String,
+    /// Hex SHA-256 over the set's files (names and contents).
+    pub hash: String,
+    /// Number of policies in the set.
+    pub policies: usize,
+    /// When this set was loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------------------
+
+/// `GET /v1/audit` query: every filter is optional and they combine with AND.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only records of this principal (exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Only records of this operation (exact), e.g. `GetSecretValue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Only records whose resource starts with this, e.g. `secret:local/prod/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Only records with this decision: `allow`, `deny`, `unauthenticated`,
+    /// `not-evaluated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only records at or before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Page size, 1–1,000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<usize>,
+    /// `next_token` of the previous page: the sequence number to continue from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+}
+
+/// A KMS key version a request used: the key of Encrypt/Decrypt/data keys/ReEncrypt, or
+/// the key that wraps the data key of the secret version read or written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditKeyUse {
+    /// Key id.
+    pub key_id: String,
+    /// Key version.
+    pub key_version: u32,
+}
+
+/// One audit record: one `/v1` request. Never holds a secret value, plaintext, data key,
+/// ciphertext or token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecord {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// When the request arrived (RFC 3339, UTC, nanoseconds).
+    pub time: String,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// Authenticated principal; absent when the request was not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Id of the token used (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Operation, e.g. `GetSecretValue` (`UnknownOperation` for unrouted paths).
+    pub action: String,
+    /// What was authorized first: `secret:<region>/<name>`, `key:<region>/<id>`,
+    /// `account:<region>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Further resources the same request was authorized on (batch reads, ReEncrypt's
+    /// destination key, an alias's new target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_resources: Vec<String>,
+    /// Region of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `allow`, `deny`, `unauthenticated` or `not-evaluated` (failed before authorization).
+    pub decision: String,
+    /// Ids of the policies that determined the decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// Why a request was denied or not authenticated (and any policy evaluation errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Error code of the response, for errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Peer address of the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// KMS key versions used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<AuditKeyUse>,
+    /// Hash of the previous record (64 zeros for the first), hex SHA-256.
+    pub prev_hash: String,
+    /// Hex SHA-256 over this record's canonical encoding (which includes `prev_hash`).
+    pub hash: String,
+}
+
+/// `GET /v1/audit` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListAuditResponse {
+    /// Matching records, in the requested order.
+    pub records: Vec<AuditRecord>,
+    /// Pass as `next_token` to continue; absent when the log has no more records in this
+    /// direction. A page may hold fewer than `max_results` records (even none) and still
+    /// have a `next_token`: each call examines a bounded number of records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// `POST /v1/audit/verify` response (also what `coffer audit verify --data-dir` prints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyAuditResponse {
+    /// Whether the whole chain is intact.
+    pub ok: bool,
+    /// Records checked.
+    pub records_checked: u64,
+    /// Sequence number of the newest record according to the head pointer (0 = empty).
+    pub head_seq: u64,
+    /// The first record that was altered, removed, reordered or whose link breaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<u64>,
+    /// `altered`, `removed`, `reordered`, `chain-broken`, `unreadable` or `head-mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_kind: Option<String>,
+    /// What is wrong, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 /// Wipes plaintext-bearing fields of responses when they drop, so secret values, data keys
 /// and tokens do not linger in freed memory. (Request types stay plain data so callers can
 /// build them with `..Default::default()`; the server moves their plaintext into

@@ -44,6 +44,7 @@
 pub use coffer_api as api;
 
 mod aliases;
+mod audit;
 mod crypto;
 mod endpoint;
 mod error;

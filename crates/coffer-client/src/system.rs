@@ -1,6 +1,7 @@
-//! Server-wide operations: health, readiness, and the dev-mode reset.
+//! Server-wide operations: health, readiness, the active policy set and its reload,
+//! and the dev-mode reset.
 
-use coffer_api::HealthResponse;
+use coffer_api::{HealthResponse, PolicyInfo};
 use reqwest::Method;
 
 use crate::{fetch, fetch_nothing, Client, ClientError};
@@ -22,5 +23,19 @@ impl Client {
     /// accepts it.
     pub async fn reset(&self) -> Result<(), ClientError> {
         fetch_nothing(self.request(Method::POST, "/v1/sys/reset", &[])?).await
+    }
+
+    /// `GET /v1/sys/policies`: the active policy set (source, hash, number of policies,
+    /// when it was loaded). Action `GetPolicyInfo`.
+    pub async fn policy_info(&self) -> Result<PolicyInfo, ClientError> {
+        fetch(self.request(Method::GET, "/v1/sys/policies", &[])?).await
+    }
+
+    /// `POST /v1/sys/policies/reload`: reloads the server's policy directory and returns
+    /// the set now active. Action `ReloadPolicies`. An invalid set is refused with an
+    /// [`ClientError::Api`] error of status 422 and code `InvalidPolicies` whose message
+    /// lists every problem as `file:line: message`; the old set stays active.
+    pub async fn reload_policies(&self) -> Result<PolicyInfo, ClientError> {
+        fetch(self.request(Method::POST, "/v1/sys/policies/reload", &[])?).await
     }
 }

@@ -1,6 +1,6 @@
 //! The Coffer domain: secrets with versions and staging labels (the Secrets Manager half),
-//! KMS keys with versions, aliases and envelope operations (the KMS half), regions, and
-//! bearer tokens.
+//! KMS keys with versions, aliases and envelope operations (the KMS half), regions,
+//! bearer tokens, and the tamper-evident audit log ([`audit`]).
 //!
 //! `coffer-core` owns every business rule. It stores only ciphertext and metadata through
 //! the [`coffer_store::Store`] trait and does all cryptography through `coffer-crypto`.
@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 mod keys;
 mod names;
 mod password;
@@ -46,6 +47,7 @@ use coffer_crypto::{CryptoError, KeyMaterial, RootKeyProvider};
 use coffer_store::{Store, StoreError};
 use time::OffsetDateTime;
 
+pub use audit::KeyUse;
 pub use names::{validate_region, SecretName};
 pub use password::generate_password;
 pub use tokens::{Authenticated, TokenParts};

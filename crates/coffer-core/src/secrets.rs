@@ -23,7 +23,7 @@ use crate::records::{
     ValueKind, VersionRecord,
 };
 use crate::{
-    fmt_time, Coffer, CoreError, Result, AWSCURRENT, AWSPREVIOUS, MAX_ATTEMPTS,
+    fmt_time, Coffer, CoreError, KeyUse, Result, AWSCURRENT, AWSPREVIOUS, MAX_ATTEMPTS,
     MAX_SECRET_VALUE_BYTES,
 };
 
@@ -37,6 +37,15 @@ enum Attempt<T> {
     Unchanged(T),
     /// Someone else changed the record first; try again.
     Conflict,
+}
+
+/// The KMS key version that wraps a version's data key (from the blob's header).
+fn key_use_of(v: &VersionRecord) -> Result<KeyUse> {
+    let header = format::BlobHeader::parse(&v.wrapped_data_key)?;
+    Ok(KeyUse {
+        key_id: header.key_id.to_string(),
+        key_version: header.key_version,
+    })
 }
 
 /// A value to store: its kind and bytes (zeroized on drop).
@@ -237,6 +246,18 @@ impl Coffer {
         region: &str,
         req: &CreateSecretRequest,
     ) -> Result<SecretVersionRef> {
+        self.create_secret_and_key(region, req)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// CreateSecret, also naming the KMS key version that wraps the first version's data
+    /// key, when a value was given (for the audit log).
+    pub async fn create_secret_and_key(
+        &self,
+        region: &str,
+        req: &CreateSecretRequest,
+    ) -> Result<(SecretVersionRef, Option<KeyUse>)> {
         self.check_region(region)?;
         let name = SecretName::parse(&req.name)?;
         let value = parse_value(&req.secret_string, &req.secret_binary)?;
@@ -269,9 +290,12 @@ impl Coffer {
                 // An identical retry with the same idempotency token is a no-op.
                 if let (Some(t), Some(v)) = (&req.client_request_token, &value) {
                     if rec.deletion.is_none() {
-                        if let Ok((_, existing)) = self.open_version(region, &rec.uid, t) {
+                        if let Ok((stored, existing)) = self.open_version(region, &rec.uid, t) {
                             if Self::same_value(&existing, v) {
-                                return Ok(Self::version_ref(&rec, Some(t)));
+                                return Ok((
+                                    Self::version_ref(&rec, Some(t)),
+                                    key_use_of(&stored).ok(),
+                                ));
                             }
                         }
                     }
@@ -314,12 +338,14 @@ impl Coffer {
             }
         }
         let mut vid = None;
+        let mut key = None;
         if let Some(v) = &value {
             let id = req
                 .client_request_token
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let version = self.seal_version(region, &rec, &id, v)?;
+            key = Some(key_use_of(&version)?);
             rec.stages.insert(AWSCURRENT.to_string(), id.clone());
             rec.version_count = 1;
             b.put(&version_key(region, &rec.uid, &id), &encode(&version)?);
@@ -337,7 +363,7 @@ impl Coffer {
             Err(e) => return Err(e.into()),
         }
         self.durable().await?;
-        Ok(Self::version_ref(&rec, vid.as_deref()))
+        Ok((Self::version_ref(&rec, vid.as_deref()), key))
     }
 
     fn ensure_usable_for_new_secret(key: &crate::records::KeyRecord) -> Result<()> {
@@ -359,6 +385,20 @@ impl Coffer {
         version_id: Option<&str>,
         version_stage: Option<&str>,
     ) -> Result<SecretValue> {
+        self.get_secret_value_and_key(region, id, version_id, version_stage)
+            .await
+            .map(|(v, _)| v)
+    }
+
+    /// GetSecretValue, also naming the KMS key version that wraps the data key of the
+    /// version read (for the audit log).
+    pub async fn get_secret_value_and_key(
+        &self,
+        region: &str,
+        id: &str,
+        version_id: Option<&str>,
+        version_stage: Option<&str>,
+    ) -> Result<(SecretValue, KeyUse)> {
         let (rec, _) = self.load_secret(region, id)?;
         Self::ensure_not_deleted(&rec)?;
         let vid = match (version_id, version_stage) {
@@ -405,15 +445,19 @@ impl Coffer {
             ),
             ValueKind::Binary => (None, Some(B64.encode(value.bytes.as_bytes()))),
         };
-        Ok(SecretValue {
-            arn: rec.arn.clone(),
-            name: rec.name.clone(),
-            version_id: vid.clone(),
-            secret_string,
-            secret_binary,
-            version_stages: rec.stages_of(&vid),
-            created_date: fmt_time(v.created),
-        })
+        let key = key_use_of(&v)?;
+        Ok((
+            SecretValue {
+                arn: rec.arn.clone(),
+                name: rec.name.clone(),
+                version_id: vid.clone(),
+                secret_string,
+                secret_binary,
+                version_stages: rec.stages_of(&vid),
+                created_date: fmt_time(v.created),
+            },
+            key,
+        ))
     }
 
     /// PutSecretValue: a new version; AWSCURRENT (by default) moves to it and AWSPREVIOUS
@@ -424,6 +468,19 @@ impl Coffer {
         id: &str,
         req: &PutSecretValueRequest,
     ) -> Result<SecretVersionRef> {
+        self.put_secret_value_and_key(region, id, req)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// PutSecretValue, also naming the KMS key version that wraps the new version's data
+    /// key (for the audit log).
+    pub async fn put_secret_value_and_key(
+        &self,
+        region: &str,
+        id: &str,
+        req: &PutSecretValueRequest,
+    ) -> Result<(SecretVersionRef, KeyUse)> {
         let value = parse_value(&req.secret_string, &req.secret_binary)?.ok_or_else(|| {
             CoreError::InvalidParameter("give secret_string or secret_binary".into())
         })?;
@@ -473,14 +530,17 @@ impl Coffer {
         vid: &str,
         value: &Value,
         labels: &[String],
-    ) -> Result<Attempt<SecretVersionRef>> {
+    ) -> Result<Attempt<(SecretVersionRef, KeyUse)>> {
         let (mut rec, raw) = self.load_secret(region, id)?;
         Self::ensure_not_deleted(&rec)?;
         let vk = version_key(region, &rec.uid, vid);
         if self.store.get(&vk)?.is_some() {
-            let (_, existing) = self.open_version(region, &rec.uid, vid)?;
+            let (stored, existing) = self.open_version(region, &rec.uid, vid)?;
             if Self::same_value(&existing, value) {
-                return Ok(Attempt::Unchanged(Self::version_ref(&rec, Some(vid))));
+                return Ok(Attempt::Unchanged((
+                    Self::version_ref(&rec, Some(vid)),
+                    key_use_of(&stored)?,
+                )));
             }
             return Err(CoreError::AlreadyExists(format!(
                 "version {vid} of secret {} already exists with a different value; use a new client request token",
@@ -488,6 +548,7 @@ impl Coffer {
             )));
         }
         let version = self.seal_version(region, &rec, vid, value)?;
+        let key = key_use_of(&version)?;
         for l in labels {
             if l == AWSCURRENT {
                 if let Some(old) = rec.stages.get(AWSCURRENT).cloned() {
@@ -504,7 +565,7 @@ impl Coffer {
         let sk = secret_key(region, &rec.name);
         b.expect(&sk, &raw).put(&sk, &encode(&rec)?);
         match self.store.apply(&b) {
-            Ok(()) => Ok(Attempt::Written(Self::version_ref(&rec, Some(vid)))),
+            Ok(()) => Ok(Attempt::Written((Self::version_ref(&rec, Some(vid)), key))),
             Err(StoreError::Conflict) => Ok(Attempt::Conflict),
             Err(e) => Err(e.into()),
         }

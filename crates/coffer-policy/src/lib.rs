@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod index;
 mod load;
 mod slice;
 #[cfg(test)]
@@ -60,10 +61,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use cedar_policy::{
-    AuthorizationError, Authorizer, Decision, Effect, Entities, Entity, EntityTypeName, EntityUid,
-    PolicyId, PolicySet,
+    AuthorizationError, Authorizer, Effect, Entities, Entity, EntityTypeName, EntityUid, PolicyId,
+    PolicySet,
 };
 use serde::Serialize;
+
+pub use index::IndexStats;
+use index::{ResourceFacts, ScopeIndex, SetEffect};
 
 /// Name of the schema file inside a policy directory.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -389,6 +393,8 @@ pub struct PolicyEngine {
     entities: Entities,
     actions: HashMap<String, ActionInfo>,
     types: Types,
+    /// The policies filed by scope, so a request evaluates only those that may apply.
+    index: ScopeIndex,
 }
 
 impl PolicyEngine {
@@ -457,56 +463,170 @@ impl PolicyEngine {
     }
 
     /// Decide one request. Never panics; anything unexpected denies.
+    ///
+    /// Only the policies whose scope may match are evaluated (see [`IndexStats`]); the
+    /// decision, its determining policies and its errors are those of evaluating every
+    /// policy ([`PolicyEngine::authorize_unindexed`]).
     pub fn authorize(&self, req: &AuthzRequest<'_>) -> AuthzDecision {
-        let Some(action) = self.actions.get(req.action) else {
-            return AuthzDecision::deny("unknown action");
-        };
-        let kind = req.resource.kind();
-        if action.resource_kinds & kind.bit() == 0 {
-            return AuthzDecision::deny(format!(
-                "action {} does not apply to a {} resource",
-                req.action,
-                kind.type_name()
-            ));
-        }
-        let parts = match slice::build(self, req, action) {
-            Ok(parts) => parts,
-            Err(message) => return AuthzDecision::deny(format!("bad request: {message}")),
-        };
-        let (request, entities) = match parts.into_request(None) {
+        let (request, entities) = match self.prepare(req) {
             Ok(built) => built,
-            Err(message) => return AuthzDecision::deny(format!("bad request: {message}")),
+            Err(denied) => return denied,
+        };
+        let (Some(principal), Some(resource)) = (request.principal(), request.resource()) else {
+            return AuthzDecision::deny("bad request: no principal or resource");
+        };
+        let ancestors = self.entities.ancestors(principal).into_iter().flatten();
+        let facts = match req.resource {
+            Resource::Secret { name, tags, .. } => ResourceFacts {
+                uid: resource,
+                paths: slice::path_prefixes(name).collect(),
+                tag_keys: tags.keys().map(String::as_str).collect(),
+            },
+            Resource::Key { tags, .. } => ResourceFacts {
+                uid: resource,
+                paths: Vec::new(),
+                tag_keys: tags.keys().map(String::as_str).collect(),
+            },
+            Resource::Account { .. } => ResourceFacts {
+                uid: resource,
+                paths: Vec::new(),
+                tag_keys: Vec::new(),
+            },
+        };
+        let mut outcome = Outcome::default();
+        for (set, effect) in self
+            .index
+            .candidates(principal, ancestors, req.action, &facts)
+        {
+            let response = self.authorizer.is_authorized(&request, set, &entities);
+            let diagnostics = response.diagnostics();
+            let satisfied = diagnostics.reason().map(ToString::to_string);
+            match effect {
+                SetEffect::Permits => outcome.permits.extend(satisfied),
+                SetEffect::Forbids => outcome.forbids.extend(satisfied),
+            }
+            for error in diagnostics.errors() {
+                let AuthorizationError::PolicyEvaluationError(e) = error;
+                outcome.errors.push(EvalError {
+                    policy: e.policy_id().to_string(),
+                    message: e.inner().to_string(),
+                    permit: effect == SetEffect::Permits,
+                });
+            }
+        }
+        outcome.decide()
+    }
+
+    /// Decide one request by evaluating every policy of the set, without the scope
+    /// index: the reference [`PolicyEngine::authorize`] must agree with (used by the
+    /// differential test and the benchmark).
+    pub fn authorize_unindexed(&self, req: &AuthzRequest<'_>) -> AuthzDecision {
+        let (request, entities) = match self.prepare(req) {
+            Ok(built) => built,
+            Err(denied) => return denied,
         };
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
-        self.decide(&response)
+        let diagnostics = response.diagnostics();
+        let mut outcome = Outcome::default();
+        for id in diagnostics.reason() {
+            if self.is_permit(id) {
+                outcome.permits.push(id.to_string());
+            } else {
+                outcome.forbids.push(id.to_string());
+            }
+        }
+        for error in diagnostics.errors() {
+            let AuthorizationError::PolicyEvaluationError(e) = error;
+            outcome.errors.push(EvalError {
+                policy: e.policy_id().to_string(),
+                message: e.inner().to_string(),
+                // A forbid, or an id we cannot place, fails closed.
+                permit: self.is_permit(e.policy_id()),
+            });
+        }
+        outcome.decide()
     }
 
-    fn decide(&self, response: &cedar_policy::Response) -> AuthzDecision {
-        let diagnostics = response.diagnostics();
-        let mut errors = Vec::new();
+    /// How the scope index filed this set's policies.
+    pub fn index_stats(&self) -> IndexStats {
+        self.index.stats()
+    }
+
+    /// The Cedar request and entity slice for `req`, or the denial when the request
+    /// cannot be asked at all.
+    fn prepare(
+        &self,
+        req: &AuthzRequest<'_>,
+    ) -> Result<(cedar_policy::Request, Entities), AuthzDecision> {
+        let Some(action) = self.actions.get(req.action) else {
+            return Err(AuthzDecision::deny("unknown action"));
+        };
+        let kind = req.resource.kind();
+        if action.resource_kinds & kind.bit() == 0 {
+            return Err(AuthzDecision::deny(format!(
+                "action {} does not apply to a {} resource",
+                req.action,
+                kind.type_name()
+            )));
+        }
+        slice::build(self, req, action)
+            .and_then(|parts| parts.into_request(None))
+            .map_err(|message| AuthzDecision::deny(format!("bad request: {message}")))
+    }
+
+    fn is_permit(&self, id: &PolicyId) -> bool {
+        matches!(
+            self.policies.policy(id).map(cedar_policy::Policy::effect),
+            Some(Effect::Permit)
+        )
+    }
+}
+
+/// One policy that errored during evaluation.
+#[derive(Debug)]
+struct EvalError {
+    policy: String,
+    message: String,
+    /// Whether the policy is a permit (an erroring forbid denies the request).
+    permit: bool,
+}
+
+/// What evaluating the policies gave, before it becomes a decision: the satisfied
+/// permits, the satisfied forbids and the errors.
+#[derive(Debug, Default)]
+struct Outcome {
+    permits: Vec<String>,
+    forbids: Vec<String>,
+    errors: Vec<EvalError>,
+}
+
+impl Outcome {
+    /// Cedar's rule (deny if a forbid is satisfied, allow if a permit is, default deny),
+    /// plus fail closed: a forbid that errored denies.
+    fn decide(self) -> AuthzDecision {
+        let Outcome {
+            mut permits,
+            mut forbids,
+            errors: eval_errors,
+        } = self;
+        let mut errors = Vec::with_capacity(eval_errors.len());
         let mut errored_forbids = Vec::new();
         let mut errored_permits = Vec::new();
-        for error in diagnostics.errors() {
-            match error {
-                AuthorizationError::PolicyEvaluationError(e) => {
-                    let id = e.policy_id();
-                    errors.push(format!("{id}: {}", e.inner()));
-                    if self.is_permit(id) {
-                        errored_permits.push(id.to_string());
-                    } else {
-                        // A forbid, or an id we cannot place: fail closed.
-                        errored_forbids.push(id.to_string());
-                    }
-                }
+        for e in eval_errors {
+            errors.push(format!("{}: {}", e.policy, e.message));
+            if e.permit {
+                errored_permits.push(e.policy);
+            } else {
+                errored_forbids.push(e.policy);
             }
         }
         errors.sort();
         errored_forbids.sort();
         errored_permits.sort();
-        let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
-        determining.sort();
+        permits.sort();
+        forbids.sort();
 
         if !errored_forbids.is_empty() {
             let reason = format!(
@@ -520,38 +640,35 @@ impl PolicyEngine {
                 reason,
             };
         }
-        match response.decision() {
-            Decision::Allow => AuthzDecision {
-                allowed: true,
-                reason: format!("permitted by {}", determining.join(", ")),
-                determining_policies: determining,
+        if !forbids.is_empty() {
+            return AuthzDecision {
+                allowed: false,
+                reason: format!("forbidden by {}", forbids.join(", ")),
+                determining_policies: forbids,
                 errors,
-            },
-            Decision::Deny => {
-                let reason = if !determining.is_empty() {
-                    format!("forbidden by {}", determining.join(", "))
-                } else if !errored_permits.is_empty() {
-                    format!(
-                        "no permit matched (permit policy {} errored)",
-                        errored_permits.join(", ")
-                    )
-                } else {
-                    "no permit matched".to_owned()
-                };
-                AuthzDecision {
-                    allowed: false,
-                    determining_policies: determining,
-                    errors,
-                    reason,
-                }
-            }
+            };
         }
-    }
-
-    fn is_permit(&self, id: &PolicyId) -> bool {
-        matches!(
-            self.policies.policy(id).map(cedar_policy::Policy::effect),
-            Some(Effect::Permit)
-        )
+        if !permits.is_empty() {
+            return AuthzDecision {
+                allowed: true,
+                reason: format!("permitted by {}", permits.join(", ")),
+                determining_policies: permits,
+                errors,
+            };
+        }
+        let reason = if errored_permits.is_empty() {
+            "no permit matched".to_owned()
+        } else {
+            format!(
+                "no permit matched (permit policy {} errored)",
+                errored_permits.join(", ")
+            )
+        };
+        AuthzDecision {
+            allowed: false,
+            determining_policies: Vec::new(),
+            errors,
+            reason,
+        }
     }
 }

@@ -12,6 +12,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
+use crate::index::ScopeIndex;
 use crate::{
     slice, ActionInfo, AuthzContext, AuthzRequest, PolicyEngine, PolicyError, Problem, Resource,
     ResourceKind, Types, ALL_ACTIONS, ENTITIES_FILE, SCHEMA_FILE,
@@ -602,6 +603,19 @@ pub(crate) fn build(
     validate(&schema, &policies, &origins, &policy_files)?;
     let entities = parse_entities(entities_file.as_ref(), &schema, &types)?;
 
+    let action_entities = schema.action_entities().map_err(|e| PolicyError::Schema {
+        problems: vec![schema_problem(message_of(&e))],
+    })?;
+    let index = ScopeIndex::build(&policies, &actions, &action_entities).map_err(|message| {
+        PolicyError::Policies {
+            problems: vec![Problem {
+                file: "<index>".to_owned(),
+                line: None,
+                message,
+            }],
+        }
+    })?;
+
     let origins = origins
         .into_iter()
         .map(|(id, o)| (id, (policy_files[o.file].name.clone(), o.line)))
@@ -616,12 +630,16 @@ pub(crate) fn build(
         entities,
         actions,
         types,
+        index,
     };
     self_check(&engine, &schema)?;
     tracing::info!(
         source = %engine.source,
         hash = %engine.hash,
         policies = engine.policies.num_of_policies(),
+        unscoped_principal_policies = engine.index.stats().unscoped_principal_policies,
+        principal_keys = engine.index.stats().principal_keys,
+        policy_sets = engine.index.stats().policy_sets,
         "policy set loaded"
     );
     if engine.policies.is_empty() {

@@ -684,14 +684,154 @@ fn hash_is_stable_and_tells_sets_apart() {
 }
 
 #[test]
-fn builtin_is_the_repository_policies_directory() {
+fn builtin_is_the_repository_schema_and_admin_policy() {
     let builtin = PolicyEngine::builtin().expect("builtin");
-    let from_dir = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    let dir = dir_with(&[("admin.cedar", include_str!("../../../policies/admin.cedar"))]);
+    let from_dir = PolicyEngine::load_dir(dir.path()).expect("schema + admin load");
     assert_eq!(builtin.hash(), from_dir.hash());
     assert_eq!(
         PolicyEngine::builtin().expect("builtin").hash(),
         builtin.hash()
     );
+    // The repository directory adds the example team policies on top.
+    let repo = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    assert_ne!(repo.hash(), builtin.hash());
+}
+
+// ---------------------------------------------------------------- example policies
+
+/// Seconds since the epoch of 2024-05-01 at `hh:mm` UTC.
+fn at(hh: i64, mm: i64) -> i64 {
+    1_714_521_600 + hh * 3600 + mm * 60
+}
+
+fn ask_at(
+    engine: &PolicyEngine,
+    principal: &str,
+    action: &str,
+    resource: Resource<'_>,
+    time_unix: i64,
+) -> AuthzDecision {
+    engine.authorize(&AuthzRequest {
+        principal,
+        action,
+        resource,
+        context: AuthzContext { time_unix, ..ctx() },
+    })
+}
+
+#[test]
+fn example_policies_teams_and_secrets() {
+    let engine = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    let noon = at(12, 0);
+    let allowed =
+        |p: &str, a: &str, name: &str| ask_at(&engine, p, a, secret(name, NO_TAGS), noon).allowed;
+    // dev: read and write dev/ only.
+    for action in [
+        "GetSecretValue",
+        "DescribeSecret",
+        "PutSecretValue",
+        "CreateSecret",
+        "DeleteSecret",
+    ] {
+        assert!(allowed("dana", action, "dev/app/db"), "dana {action} dev");
+        assert!(
+            !allowed("dana", action, "prod/app/db"),
+            "dana {action} prod"
+        );
+    }
+    // A name merely containing "dev" elsewhere is not a dev secret.
+    assert!(!allowed("dana", "GetSecretValue", "prod/dev/db"));
+    assert!(!allowed("dana", "GetSecretValue", "dev"));
+    // ops: read prod and dev, rotate prod, write nothing.
+    assert!(allowed("otto", "GetSecretValue", "prod/app/db"));
+    assert!(allowed("otto", "DescribeSecret", "dev/app/db"));
+    assert!(allowed("otto", "RotateSecret", "prod/app/db"));
+    assert!(!allowed("otto", "RotateSecret", "dev/app/db"));
+    assert!(!allowed("otto", "PutSecretValue", "prod/app/db"));
+    assert!(!allowed("otto", "DeleteSecret", "prod/app/db"));
+    // security and strangers: no secrets.
+    assert!(!allowed("sasha", "GetSecretValue", "prod/app/db"));
+    assert!(!allowed("nobody", "GetSecretValue", "dev/app/db"));
+    // Lists: team members only.
+    for user in ["dana", "otto", "sasha"] {
+        for action in ["ListSecrets", "ListKeys"] {
+            assert!(
+                ask_at(&engine, user, action, account(), noon).allowed,
+                "{user} {action}"
+            );
+        }
+    }
+    assert!(!ask_at(&engine, "nobody", "ListSecrets", account(), noon).allowed);
+    assert!(!ask_at(&engine, "dana", "ListAliases", account(), noon).allowed);
+}
+
+#[test]
+fn example_policies_prod_deletes_only_in_the_change_window() {
+    let engine = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    let delete = |who: &str, name: &str, t: i64| {
+        ask_at(&engine, who, "DeleteSecret", secret(name, NO_TAGS), t)
+    };
+    for t in [at(1, 59), at(4, 0), at(12, 0), at(23, 59)] {
+        let d = delete("admin", "prod/app/db", t);
+        assert!(!d.allowed, "{t}: {d:?}");
+        assert_eq!(d.determining_policies, ["no-prod-delete-outside-window"]);
+    }
+    for t in [at(2, 0), at(3, 30), at(3, 59)] {
+        let d = delete("admin", "prod/app/db", t);
+        assert!(d.allowed, "{t}: {d:?}");
+    }
+    // Outside prod/ the window does not matter.
+    assert!(delete("admin", "dev/app/db", at(12, 0)).allowed);
+    assert!(delete("dana", "dev/app/db", at(12, 0)).allowed);
+    // In the window ops still has no permit to delete.
+    assert!(!delete("otto", "prod/app/db", at(3, 0)).allowed);
+}
+
+#[test]
+fn example_policies_payments_key() {
+    let engine = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    let payments = BTreeMap::from([("purpose".to_owned(), "payments".to_owned())]);
+    let ask_key = |who: &str, action: &str, tags: &BTreeMap<String, String>| {
+        ask(&engine, who, action, key(&[], tags))
+    };
+    for who in ["dana", "otto", "admin"] {
+        for action in ["Decrypt", "ReEncryptFrom"] {
+            let d = ask_key(who, action, &payments);
+            assert!(!d.allowed, "{who} {action}: {d:?}");
+            assert_eq!(d.determining_policies, ["payments-decrypt-security-only"]);
+        }
+        assert!(ask_key(who, "Encrypt", &payments).allowed, "{who}");
+        assert!(ask_key(who, "GenerateDataKey", &payments).allowed, "{who}");
+        assert!(ask_key(who, "DescribeKey", &payments).allowed, "{who}");
+        assert!(ask_key(who, "Decrypt", NO_TAGS).allowed, "{who}");
+    }
+    for action in ["Decrypt", "ReEncryptFrom", "Encrypt", "DescribeKey"] {
+        let d = ask_key("sasha", action, &payments);
+        assert!(d.allowed, "sasha {action}: {d:?}");
+    }
+    // The tag that marks the key is guarded too.
+    assert!(!ask_key("admin", "UntagKey", &payments).allowed);
+    assert!(!ask_key("admin", "TagKey", &payments).allowed);
+    assert!(ask_key("admin", "TagKey", NO_TAGS).allowed);
+    // Strangers get nothing.
+    assert!(!ask_key("nobody", "Encrypt", NO_TAGS).allowed);
+}
+
+#[test]
+fn every_example_policy_has_id_and_description() {
+    let engine = PolicyEngine::load_dir(&repo_policies()).expect("repo policies load");
+    assert!(engine.policy_set().num_of_policies() >= 8);
+    for policy in engine.policy_set().policies() {
+        let id = policy.id().to_string();
+        assert_eq!(policy.annotation("id"), Some(id.as_str()), "{id}");
+        assert!(
+            policy
+                .annotation("description")
+                .is_some_and(|d| !d.is_empty()),
+            "{id} has no @description"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- helpers

@@ -6,11 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use coffer_api::REGION_HEADER;
+use coffer_core::Authenticated;
 use coffer_policy::{AuthzContext, AuthzRequest, Resource};
 
+use crate::audit::AuditDraft;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,6 +27,9 @@ pub struct Caller {
     pub region: String,
     /// Peer address.
     pub source_ip: Option<IpAddr>,
+    /// The request's audit draft: authentication, decisions and keys used are recorded
+    /// in it.
+    pub audit: AuditDraft,
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -34,25 +39,17 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let header_value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthenticated(
-                "missing Authorization header; send `Authorization: Bearer <token>`",
-            )
-        })?;
-        let value = header_value
-            .to_str()
-            .map_err(|_| ApiError::unauthenticated("Authorization header is not valid text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthenticated("Authorization header must be `Bearer <token>`")
-            })?
-            .trim();
-        let who = state
-            .core
-            .authenticate(token)?
-            .ok_or_else(|| ApiError::unauthenticated("invalid, expired or revoked token"))?;
+        let audit = AuditDraft::of(&parts.extensions);
+        let who = match bearer_identity(parts, state) {
+            Ok(who) => who,
+            Err(e) => {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    audit.unauthenticated(&e.message);
+                }
+                return Err(e);
+            }
+        };
+        audit.authenticated(&who.principal, &who.token_id);
         let region = match parts.headers.get(REGION_HEADER) {
             Some(v) => v
                 .to_str()
@@ -61,6 +58,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             None => state.core.default_region().to_string(),
         };
         state.core.check_region(&region)?;
+        audit.region(&region);
         let source_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -71,8 +69,31 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             token_id: who.token_id,
             region,
             source_ip,
+            audit,
         })
     }
+}
+
+/// Who the bearer token names; 401 when it is missing, malformed, unknown, revoked or
+/// expired.
+fn bearer_identity(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+    let header_value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthenticated(
+            "missing Authorization header; send `Authorization: Bearer <token>`",
+        )
+    })?;
+    let value = header_value
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("Authorization header is not valid text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthenticated("Authorization header must be `Bearer <token>`"))?
+        .trim();
+    state
+        .core
+        .authenticate(token)?
+        .ok_or_else(|| ApiError::unauthenticated("invalid, expired or revoked token"))
 }
 
 /// What a request acts on, for authorization.
@@ -129,6 +150,7 @@ impl AppState {
             Target::Account => (Resource::Account { region }, format!("region {region}")),
         };
         let engine = self.policy();
+        let audited_resource = resource;
         let decision = engine.authorize(&AuthzRequest {
             principal: &caller.principal,
             action,
@@ -141,6 +163,7 @@ impl AppState {
                 api: "native",
             },
         });
+        caller.audit.authorization(&audited_resource, &decision);
         if decision.allowed {
             Ok(())
         } else {

@@ -7,6 +7,11 @@ use axum::Json;
 use coffer_api::{ErrorBody, ErrorResponse};
 use coffer_core::CoreError;
 
+/// The error code of an error response, left in the response's extensions so the audit
+/// middleware can record it without reading the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error answered to a client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -73,6 +78,7 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauth = self.status == StatusCode::UNAUTHORIZED;
+        let code = ErrorCode(self.code);
         let mut resp = (
             self.status,
             Json(ErrorResponse {
@@ -83,6 +89,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        resp.extensions_mut().insert(code);
         if unauth {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,7 +1,8 @@
 //! Coffer's HTTP front door: the axum server with the native REST API (`/v1`),
 //! bearer-token authentication, the Cedar authorization seam on every route, Prometheus
-//! metrics, request ids, body limits, the generated OpenAPI document, dev mode and
-//! graceful shutdown.
+//! metrics, request ids, body limits, the generated OpenAPI document, the audit log (every
+//! `/v1` request recorded before its response is released), dev mode and graceful
+//! shutdown.
 //!
 //! Handlers only translate shapes, authorize and call `coffer-core`; no business rule
 //! lives here. This crate knows no wasmtime.
@@ -15,11 +16,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod audit;
 mod auth;
 mod body;
 pub mod config;
 mod error;
 mod metrics;
+mod policy;
 mod rest;
 mod routes;
 mod state;
@@ -43,7 +46,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use audit::{verify_data_dir as verify_audit_data_dir, AuditError, AuditLog};
 pub use config::Config;
+pub use policy::ReloadError;
 pub use routes::RouteDoc;
 pub use state::AppState;
 
@@ -64,8 +69,9 @@ pub fn openapi_json() -> String {
         .unwrap_or_default()
 }
 
-/// Builds the full axum application around a state.
-pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+/// Builds the full axum application around a state; every `/v1` request is recorded in
+/// `audit` before its response is released.
+pub fn app(state: Arc<AppState>, max_body_bytes: usize, audit: AuditLog) -> Router {
     let (router, _) = rest::table().finish();
     let request_id = HeaderName::from_static(coffer_api::REQUEST_ID_HEADER);
     router
@@ -110,6 +116,7 @@ pub fn app(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             .into_response()
             },
         ))
+        .layer(axum::middleware::from_fn_with_state(audit, audit::record))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -149,7 +156,9 @@ fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
+/// The policy set to start with, and the directory it came from (`None`: built-in),
+/// which later reloads read again.
+fn load_policy(config: &Config) -> anyhow::Result<(PolicyEngine, Option<PathBuf>)> {
     let dir: Option<PathBuf> = match &config.policy_dir {
         Some(d) => Some(d.clone()),
         None if Path::new("policies/schema.cedarschema").exists() => {
@@ -157,8 +166,8 @@ fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
         }
         None => None,
     };
-    let engine = match dir {
-        Some(d) => PolicyEngine::load_dir(&d)
+    let engine = match &dir {
+        Some(d) => PolicyEngine::load_dir(d)
             .with_context(|| format!("invalid policy set in {}", d.display()))?,
         None => PolicyEngine::builtin().context("built-in policy set")?,
     };
@@ -167,7 +176,7 @@ fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
         hash = engine.hash(),
         "policy set loaded"
     );
-    Ok(engine)
+    Ok((engine, dir))
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then finishes in-flight requests (up to
@@ -175,6 +184,9 @@ fn load_policy(config: &Config) -> anyhow::Result<PolicyEngine> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(&config);
     config.validate()?;
+    for var in &config.unknown_env {
+        tracing::warn!(%var, "ignoring an environment variable that names no server setting (typo?)");
+    }
     let (store, root): (Arc<SledStore>, Arc<dyn RootKeyProvider>) = if config.dev {
         (
             Arc::new(SledStore::temporary()?),
@@ -230,14 +242,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    let policy = load_policy(&config)?;
-    let state = Arc::new(AppState::new(
-        core.clone(),
-        policy,
-        dev_token,
-        openapi_json(),
-    ));
-    let app = app(state, config.max_body_bytes);
+    let (policy, policy_dir) = load_policy(&config)?;
+    let state = Arc::new(
+        AppState::new(core.clone(), policy, dev_token, openapi_json()).with_policy_dir(policy_dir),
+    );
+    policy::reload_on_sighup(state.clone());
+    let audit = AuditLog::start(core.clone(), config.audit_file.clone())
+        .context("cannot start the audit log")?;
+    let app = app(state, config.max_body_bytes, audit);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

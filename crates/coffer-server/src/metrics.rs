@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::state::AppState;
@@ -17,6 +17,11 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Successful policy reloads (`coffer_policy_reloads_total`).
+    pub policy_reloads: IntCounter,
+    /// Refused policy reloads: the set was invalid and the old one stayed active
+    /// (`coffer_policy_reload_failures_total`).
+    pub policy_reload_failures: IntCounter,
 }
 
 impl Default for Metrics {
@@ -55,10 +60,27 @@ impl Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("metric registered once");
+        let policy_reloads = IntCounter::new(
+            "coffer_policy_reloads_total",
+            "Policy reloads that swapped in a new set",
+        )
+        .expect("static metric definition is valid");
+        let policy_reload_failures = IntCounter::new(
+            "coffer_policy_reload_failures_total",
+            "Policy reloads refused because the set was invalid (the old set stays active)",
+        )
+        .expect("static metric definition is valid");
+        for counter in [&policy_reloads, &policy_reload_failures] {
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+        }
         Metrics {
             registry,
             requests,
             latency,
+            policy_reloads,
+            policy_reload_failures,
         }
     }
 

@@ -125,6 +125,12 @@ impl Default for RouteTable {
         coffer_api::CreateTokenResponse,
         coffer_api::ListTokensResponse,
         coffer_api::HealthResponse,
+        coffer_api::AuditQuery,
+        coffer_api::AuditKeyUse,
+        coffer_api::AuditRecord,
+        coffer_api::ListAuditResponse,
+        coffer_api::VerifyAuditResponse,
+        coffer_api::PolicyInfo,
     ))
 )]
 struct ApiDoc;

@@ -30,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 /// The data-directory format this release writes and reads.
 pub const DATA_FORMAT_VERSION: u32 = 1;
 /// sled's page cache size unless told otherwise (sled's own default is 1 GiB).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_KEY: &[u8] = b"meta/format-version";
 

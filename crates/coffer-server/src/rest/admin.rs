@@ -1,4 +1,5 @@
-//! Tokens, dev-mode reset, health, metrics and the OpenAPI document.
+//! Tokens, dev-mode reset, the policy set (info and reload), health, metrics and the
+//! OpenAPI document.
 
 use std::sync::Arc;
 
@@ -52,6 +53,17 @@ pub async fn reset(State(s): S, c: Caller) -> ApiResult<StatusCode> {
     s.core.install_fixed_token(token, "admin").await?;
     tracing::warn!(principal = %c.principal, "dev mode: all state was reset");
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn policy_info(State(s): S, c: Caller) -> ApiResult<Json<PolicyInfo>> {
+    s.authorize(&c, "GetPolicyInfo", Target::Account, None)?;
+    Ok(Json(s.policy_info()))
+}
+
+pub async fn reload_policies(State(s): S, c: Caller) -> ApiResult<Json<PolicyInfo>> {
+    s.authorize(&c, "ReloadPolicies", Target::Account, None)?;
+    tracing::info!(principal = %c.principal, "policy reload requested");
+    Ok(Json(s.reload_policies().await?))
 }
 
 pub async fn healthz() -> Json<HealthResponse> {

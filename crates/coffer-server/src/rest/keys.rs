@@ -79,9 +79,10 @@ pub async fn list(
     let mut resp = s
         .core
         .list_keys(&c.region, q.max_results, q.next_token.as_deref())?;
+    let quiet = c.unaudited();
     resp.keys.retain(|k| {
         s.authorize(
-            &c,
+            &quiet,
             "DescribeKey",
             Target::Key {
                 key_id: &k.key_id,
@@ -165,6 +166,7 @@ pub async fn set_rotation(
     } else {
         "DisableKeyRotation"
     };
+    c.audit.action(action);
     authorize_key(&s, &c, action, &key, None)?;
     Ok(Json(s.core.set_key_rotation(&c.region, &key, &req).await?))
 }
@@ -219,7 +221,9 @@ pub async fn encrypt(
     JsonBody(req): JsonBody<EncryptRequest>,
 ) -> ApiResult<Json<EncryptResponse>> {
     authorize_key(&s, &c, "Encrypt", &key, req.encryption_context.as_ref())?;
-    Ok(Json(s.core.encrypt(&c.region, &key, &req)?))
+    let resp = s.core.encrypt(&c.region, &key, &req)?;
+    c.used_key(&resp.key_id, resp.key_version);
+    Ok(Json(resp))
 }
 
 pub async fn data_key(
@@ -235,7 +239,9 @@ pub async fn data_key(
         &key,
         req.encryption_context.as_ref(),
     )?;
-    Ok(Json(s.core.generate_data_key(&c.region, &key, &req, true)?))
+    let resp = s.core.generate_data_key(&c.region, &key, &req, true)?;
+    c.used_key(&resp.key_id, resp.key_version);
+    Ok(Json(resp))
 }
 
 pub async fn data_key_without_plaintext(
@@ -251,9 +257,9 @@ pub async fn data_key_without_plaintext(
         &key,
         req.encryption_context.as_ref(),
     )?;
-    Ok(Json(
-        s.core.generate_data_key(&c.region, &key, &req, false)?,
-    ))
+    let resp = s.core.generate_data_key(&c.region, &key, &req, false)?;
+    c.used_key(&resp.key_id, resp.key_version);
+    Ok(Json(resp))
 }
 
 pub async fn decrypt(
@@ -263,7 +269,9 @@ pub async fn decrypt(
 ) -> ApiResult<Json<DecryptResponse>> {
     let key_id = s.core.blob_key_id(&req.ciphertext_blob)?;
     authorize_key(&s, &c, "Decrypt", &key_id, req.encryption_context.as_ref())?;
-    Ok(Json(s.core.decrypt(&c.region, &req)?))
+    let resp = s.core.decrypt(&c.region, &req)?;
+    c.used_key(&resp.key_id, resp.key_version);
+    Ok(Json(resp))
 }
 
 pub async fn re_encrypt(
@@ -285,7 +293,10 @@ pub async fn re_encrypt(
         .as_ref()
         .or(req.source_encryption_context.as_ref());
     authorize_key(&s, &c, "ReEncryptTo", &dst, dst_ctx)?;
-    Ok(Json(s.core.re_encrypt(&c.region, &req)?))
+    let resp = s.core.re_encrypt(&c.region, &req)?;
+    c.used_key(&resp.source_key_id, resp.source_key_version);
+    c.used_key(&resp.key_id, resp.key_version);
+    Ok(Json(resp))
 }
 
 pub async fn random(

@@ -2,6 +2,7 @@
 //! shapes, authorize and call coffer-core.
 
 mod admin;
+mod audit;
 mod keys;
 mod secrets;
 
@@ -26,6 +27,21 @@ const LIST_SECRETS_Q: &[(&str, &str)] = &[
     ("tag_key", "only secrets with this tag key"),
     ("tag_value", "only secrets with this tag value"),
     ("include_deleted", "also secrets scheduled for deletion"),
+];
+
+const AUDIT_Q: &[(&str, &str)] = &[
+    ("principal", "only this principal"),
+    ("action", "only this operation, e.g. GetSecretValue"),
+    (
+        "resource",
+        "only resources starting with this, e.g. secret:local/prod/",
+    ),
+    ("decision", "allow, deny, unauthenticated or not-evaluated"),
+    ("since", "RFC 3339; only records at or after it"),
+    ("until", "RFC 3339; only records at or before it"),
+    ("max_results", "page size 1–1000 (default 100)"),
+    ("next_token", "from the previous page"),
+    ("order", "desc (newest first, default) or asc"),
 ];
 
 /// Every route of the server, documented.
@@ -75,6 +91,11 @@ pub fn table() -> RouteTable {
         .add(doc!("GET" "/v1/tokens" "ListTokens", "Token metadata", None, Some("ListTokensResponse"), 200), get(admin::list_tokens))
         .add(doc!("DELETE" "/v1/tokens/{token_id}" "RevokeToken", "Revoke a token", None, None, 204), delete(admin::revoke_token))
         .add(doc!("POST" "/v1/sys/reset" "ResetState", "Dev mode only: wipe all state", None, None, 204), post(admin::reset))
+        .add(doc!("GET" "/v1/sys/policies" "GetPolicyInfo", "The active policy set: source, hash, number of policies, loaded-at time", None, Some("PolicyInfo"), 200), get(admin::policy_info))
+        .add(doc!("POST" "/v1/sys/policies/reload" "ReloadPolicies", "Reload the policy directory; 422 InvalidPolicies (file:line: message list) keeps the old set", None, Some("PolicyInfo"), 200), post(admin::reload_policies))
+        // Audit log
+        .add(doc!("GET" "/v1/audit" "GetAuditLog", "Audit records, newest first unless order=asc; filters combine with AND", None, Some("ListAuditResponse"), 200, true, AUDIT_Q), get(audit::list))
+        .add(doc!("POST" "/v1/audit/verify" "VerifyAuditLog", "Walk the audit hash chain; names the first record altered, removed or reordered", None, Some("VerifyAuditResponse"), 200), post(audit::verify))
         .add(doc!("GET" "/healthz" "Health", "Liveness", None, Some("HealthResponse"), 200, false, &[]), get(admin::healthz))
         .add(doc!("GET" "/readyz" "Ready", "Readiness (store answers)", None, Some("HealthResponse"), 200, false, &[]), get(admin::readyz))
         .add(doc!("GET" "/metrics" "Metrics", "Prometheus metrics", None, None, 200, false, &[]), get(admin::metrics))

@@ -56,10 +56,9 @@ pub async fn create(
         },
         None,
     )?;
-    Ok((
-        StatusCode::CREATED,
-        Json(s.core.create_secret(&c.region, &req).await?),
-    ))
+    let (created, key) = s.core.create_secret_and_key(&c.region, &req).await?;
+    c.used(key.as_ref());
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 pub async fn list(
@@ -68,9 +67,10 @@ pub async fn list(
     QueryParams(q): QueryParams<ListSecretsQuery>,
 ) -> ApiResult<Json<ListSecretsResponse>> {
     s.authorize(&c, "ListSecrets", Target::Account, None)?;
+    let quiet = c.unaudited();
     let engine_check = |d: &SecretDescription| {
         s.authorize(
-            &c,
+            &quiet,
             "DescribeSecret",
             Target::Secret {
                 name: &d.name,
@@ -151,16 +151,17 @@ pub async fn get_value(
     QueryParams(q): QueryParams<ValueQuery>,
 ) -> ApiResult<Json<SecretValue>> {
     authorize_secret(&s, &c, "GetSecretValue", &id)?;
-    Ok(Json(
-        s.core
-            .get_secret_value(
-                &c.region,
-                &id,
-                q.version_id.as_deref(),
-                q.version_stage.as_deref(),
-            )
-            .await?,
-    ))
+    let (value, key) = s
+        .core
+        .get_secret_value_and_key(
+            &c.region,
+            &id,
+            q.version_id.as_deref(),
+            q.version_stage.as_deref(),
+        )
+        .await?;
+    c.used(Some(&key));
+    Ok(Json(value))
 }
 
 pub async fn put_value(
@@ -170,7 +171,12 @@ pub async fn put_value(
     JsonBody(req): JsonBody<PutSecretValueRequest>,
 ) -> ApiResult<Json<SecretVersionRef>> {
     authorize_secret(&s, &c, "PutSecretValue", &id)?;
-    Ok(Json(s.core.put_secret_value(&c.region, &id, &req).await?))
+    let (version, key) = s
+        .core
+        .put_secret_value_and_key(&c.region, &id, &req)
+        .await?;
+    c.used(Some(&key));
+    Ok(Json(version))
 }
 
 #[derive(Deserialize)]
@@ -245,10 +251,13 @@ pub async fn batch_get(
     for id in &req.secret_ids {
         let res = async {
             authorize_secret(&s, &c, "GetSecretValue", id)?;
-            s.core
-                .get_secret_value(&c.region, id, None, None)
+            let (value, key) = s
+                .core
+                .get_secret_value_and_key(&c.region, id, None, None)
                 .await
-                .map_err(ApiError::from)
+                .map_err(ApiError::from)?;
+            c.used(Some(&key));
+            Ok::<_, ApiError>(value)
         }
         .await;
         match res {
