@@ -399,8 +399,42 @@ impl Coffer {
         version_id: Option<&str>,
         version_stage: Option<&str>,
     ) -> Result<(SecretValue, KeyUse)> {
-        let (rec, _) = self.load_secret(region, id)?;
-        Self::ensure_not_deleted(&rec)?;
+        self.get_secret_value_checked(region, id, version_id, version_stage, |_, _| Ok(()))
+            .await
+    }
+
+    /// GetSecretValue with the caller's authorization decided on the same read of the
+    /// secret record: `authorize(name, tags)` runs before anything else is revealed (for a
+    /// missing secret, with its name and no tags, so a denied caller cannot learn whether
+    /// it exists). Saves the hot path a second read and decode of the record.
+    pub async fn get_secret_value_checked<E: From<CoreError>>(
+        &self,
+        region: &str,
+        id: &str,
+        version_id: Option<&str>,
+        version_stage: Option<&str>,
+        authorize: impl FnOnce(&str, &Tags) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(SecretValue, KeyUse), E> {
+        let rec = match self.load_secret(region, id) {
+            Ok((rec, _)) => rec,
+            Err(CoreError::NotFound(m)) => {
+                authorize(&self.secret_name_of(region, id)?, &Tags::new())?;
+                return Err(CoreError::NotFound(m).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        authorize(&rec.name, &rec.tags)?;
+        Ok(self.read_version(region, &rec, version_id, version_stage)?)
+    }
+
+    fn read_version(
+        &self,
+        region: &str,
+        rec: &SecretRecord,
+        version_id: Option<&str>,
+        version_stage: Option<&str>,
+    ) -> Result<(SecretValue, KeyUse)> {
+        Self::ensure_not_deleted(rec)?;
         let vid = match (version_id, version_stage) {
             (Some(v), stage) => {
                 if let Some(s) = stage {

@@ -232,16 +232,7 @@ pub async fn data_key(
     Path(key): Path<String>,
     JsonBody(req): JsonBody<GenerateDataKeyRequest>,
 ) -> ApiResult<Json<GenerateDataKeyResponse>> {
-    authorize_key(
-        &s,
-        &c,
-        "GenerateDataKey",
-        &key,
-        req.encryption_context.as_ref(),
-    )?;
-    let resp = s.core.generate_data_key(&c.region, &key, &req, true)?;
-    c.used_key(&resp.key_id, resp.key_version);
-    Ok(Json(resp))
+    generate_data_key(&s, &c, &key, &req, true)
 }
 
 pub async fn data_key_without_plaintext(
@@ -250,14 +241,26 @@ pub async fn data_key_without_plaintext(
     Path(key): Path<String>,
     JsonBody(req): JsonBody<GenerateDataKeyRequest>,
 ) -> ApiResult<Json<GenerateDataKeyResponse>> {
-    authorize_key(
-        &s,
-        &c,
-        "GenerateDataKeyWithoutPlaintext",
-        &key,
-        req.encryption_context.as_ref(),
-    )?;
-    let resp = s.core.generate_data_key(&c.region, &key, &req, false)?;
+    generate_data_key(&s, &c, &key, &req, false)
+}
+
+/// GenerateDataKey and its without-plaintext twin differ only in action and output.
+fn generate_data_key(
+    s: &AppState,
+    c: &Caller,
+    key: &str,
+    req: &GenerateDataKeyRequest,
+    with_plaintext: bool,
+) -> ApiResult<Json<GenerateDataKeyResponse>> {
+    let action = if with_plaintext {
+        "GenerateDataKey"
+    } else {
+        "GenerateDataKeyWithoutPlaintext"
+    };
+    authorize_key(s, c, action, key, req.encryption_context.as_ref())?;
+    let resp = s
+        .core
+        .generate_data_key(&c.region, key, req, with_plaintext)?;
     c.used_key(&resp.key_id, resp.key_version);
     Ok(Json(resp))
 }

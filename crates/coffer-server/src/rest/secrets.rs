@@ -150,14 +150,14 @@ pub async fn get_value(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<ValueQuery>,
 ) -> ApiResult<Json<SecretValue>> {
-    authorize_secret(&s, &c, "GetSecretValue", &id)?;
     let (value, key) = s
         .core
-        .get_secret_value_and_key(
+        .get_secret_value_checked(
             &c.region,
             &id,
             q.version_id.as_deref(),
             q.version_stage.as_deref(),
+            |name, tags| s.authorize(&c, "GetSecretValue", Target::Secret { name, tags }, None),
         )
         .await?;
     c.used(Some(&key));
