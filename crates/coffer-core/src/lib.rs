@@ -33,6 +33,7 @@ mod keys;
 mod names;
 mod password;
 mod records;
+pub mod rotation_api;
 mod secrets;
 mod tokens;
 
