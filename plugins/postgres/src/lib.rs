@@ -1,0 +1,290 @@
+//! PostgreSQL password rotator.
+//!
+//! Secret value: AWS's RDS JSON, `{"engine": "postgres", "host", "port", "username",
+//! "password", "dbname"}` (other fields are kept).
+//!
+//! Rotation config:
+//! - `strategy` = `single-user` (default) | `alternating-users`
+//! - `master_secret` = name of the superuser secret (alternating users; else the secret's
+//!   `masterarn` field). The rotation must also grant it (`--grant-secret`).
+//! - `tls` = `verify-full` (default) | `require` | `disable`
+//! - `password_length`, `exclude_characters`, `exclude_punctuation`: the password policy.
+//!
+//! Steps (AWS's templates, made stricter):
+//! - create: copy CURRENT, new password; alternating users also flips `app` ↔ `app_clone`.
+//! - set: check PENDING's user and server against CURRENT first, then return at once if
+//!   PENDING already logs in. Single user: log in as CURRENT (PREVIOUS as a fallback) and
+//!   `ALTER ROLE … WITH PASSWORD <SCRAM verifier>`. Alternating: log in as CURRENT (to prove
+//!   the caller owns it), then as the superuser create or alter the other role and grant it
+//!   CURRENT's role.
+//! - test: log in as PENDING and `SELECT now()`.
+//! - finish: nothing (the host moves the labels).
+//!
+//! The password never appears in SQL text: the host turns it into a SCRAM-SHA-256 verifier.
+
+use coffer_rotator_sdk::sql::{self, Connection, Engine, TlsMode, Value};
+use coffer_rotator_sdk::{
+    self as sdk, alternate_username, log, DbSecret, PasswordPolicy, RotationError, Rotator,
+    StepInput, Strategy,
+};
+
+const ENGINE: Engine = Engine::Postgres;
+/// PostgreSQL's NAMEDATALEN - 1.
+const NAME_LIMIT: usize = 63;
+
+struct Postgres;
+
+fn parse(label: &str, value: &str) -> Result<DbSecret, RotationError> {
+    let s = DbSecret::parse(value).map_err(|e| e.context(label))?;
+    s.check_engine(ENGINE).map_err(|e| e.context(label))?;
+    Ok(s)
+}
+
+fn q(ident: &str) -> String {
+    sql::quote_ident(ENGINE, ident)
+}
+
+/// Does PENDING already log in? `Ok(true)`: yes; `Ok(false)`: the server refused the
+/// credentials; `Err`: anything else (unreachable, denied).
+fn pending_works(pending: &DbSecret, tls: TlsMode) -> Result<bool, RotationError> {
+    match Connection::open(&pending.connect_options(ENGINE, tls)) {
+        Ok(conn) => {
+            conn.query("SELECT 1", &[]).map_err(|e| {
+                RotationError::from(e).context("PENDING logged in but SELECT 1 failed")
+            })?;
+            Ok(true)
+        }
+        Err(e) if e.is_auth() => Ok(false),
+        Err(e) => Err(RotationError::from(e).context("logging in with PENDING")),
+    }
+}
+
+/// Logs in as CURRENT; when CURRENT's password is refused, tries PREVIOUS's password for the
+/// same user (a rotation that was interrupted after `set`).
+fn login_current_or_previous(
+    input: &StepInput,
+    current: &DbSecret,
+    tls: TlsMode,
+) -> Result<Connection, RotationError> {
+    let current_err = match Connection::open(&current.connect_options(ENGINE, tls)) {
+        Ok(conn) => return Ok(conn),
+        Err(e) if e.is_auth() => e,
+        Err(e) => return Err(RotationError::from(e).context("logging in with CURRENT")),
+    };
+    if let Some(prev) = &input.previous {
+        match DbSecret::parse(&prev.value) {
+            Ok(prev) if prev.username == current.username && prev.same_server(current, ENGINE) => {
+                let mut opts = current.connect_options(ENGINE, tls);
+                opts.password = prev.password;
+                match Connection::open(&opts) {
+                    Ok(conn) => {
+                        log::warn("CURRENT's password was refused; logged in with PREVIOUS's");
+                        return Ok(conn);
+                    }
+                    Err(e) if e.is_auth() => {}
+                    Err(e) => {
+                        return Err(RotationError::from(e).context("logging in with PREVIOUS"))
+                    }
+                }
+            }
+            Ok(_) => log::warn("PREVIOUS is for another user or server; not trying it"),
+            Err(e) => log::warn(format!("PREVIOUS is unusable: {}", e.message())),
+        }
+    }
+    Err(RotationError::auth_failed(format!(
+        "neither CURRENT nor PREVIOUS can log in as {:?}: {}",
+        current.username,
+        current_err.message()
+    )))
+}
+
+fn set_single_user(
+    input: &StepInput,
+    current: &DbSecret,
+    pending: &DbSecret,
+    tls: TlsMode,
+) -> Result<(), RotationError> {
+    if pending.username != current.username {
+        return Err(RotationError::invalid_secret(format!(
+            "single-user: PENDING's user {:?} is not CURRENT's {:?}",
+            pending.username, current.username
+        )));
+    }
+    if pending_works(pending, tls)? {
+        log::info("PENDING already logs in; nothing to set");
+        return Ok(());
+    }
+    let conn = login_current_or_previous(input, current, tls)?;
+    let user = &current.username;
+    let stmt = format!(
+        "ALTER ROLE {} WITH PASSWORD {}",
+        q(user),
+        sql::password_literal(ENGINE, user, &pending.password)
+    );
+    conn.execute(&stmt, &[])
+        .map_err(|e| RotationError::from(e).context(format!("ALTER ROLE {}", q(user))))?;
+    log::info(format!("set a new password for role {}", q(user)));
+    Ok(())
+}
+
+/// The superuser secret: rotation config `master_secret`, else CURRENT's `masterarn`.
+fn master_secret(input: &StepInput, current: &DbSecret) -> Result<DbSecret, RotationError> {
+    let name = input
+        .config("master_secret")
+        .map(str::to_string)
+        .or_else(|| current.masterarn.clone())
+        .ok_or_else(|| {
+            RotationError::invalid_secret(
+                "alternating-users needs a superuser secret: set rotation config `master_secret` \
+                 (and grant it) or a `masterarn` field in the secret",
+            )
+        })?;
+    let master = parse(
+        &format!("superuser secret {name:?}"),
+        &sdk::get_secret(&name)?,
+    )?;
+    if !master.same_server(current, ENGINE) {
+        return Err(RotationError::invalid_secret(format!(
+            "superuser secret {name:?} is for another server than CURRENT"
+        )));
+    }
+    Ok(master)
+}
+
+fn is_direct_member(conn: &Connection, member: &str, of: &str) -> Result<bool, RotationError> {
+    let rows = conn
+        .query(
+            "SELECT 1 FROM pg_auth_members m \
+             JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+             WHERE r.rolname = $1 AND u.rolname = $2",
+            &[Value::Text(of.to_string()), Value::Text(member.to_string())],
+        )
+        .map_err(|e| RotationError::from(e).context("reading role memberships"))?;
+    Ok(!rows.is_empty())
+}
+
+fn set_alternating(
+    input: &StepInput,
+    current: &DbSecret,
+    pending: &DbSecret,
+    tls: TlsMode,
+) -> Result<(), RotationError> {
+    let expected = alternate_username(&current.username, NAME_LIMIT)?;
+    if pending.username != expected {
+        return Err(RotationError::invalid_secret(format!(
+            "alternating-users: PENDING's user {:?} is not {:?}",
+            pending.username, expected
+        )));
+    }
+    if pending_works(pending, tls)? {
+        log::info("PENDING already logs in; nothing to set");
+        return Ok(());
+    }
+    // Confused-deputy check: only act as the superuser for a caller whose CURRENT works.
+    match Connection::open(&current.connect_options(ENGINE, tls)) {
+        Ok(conn) => drop(conn),
+        Err(e) if e.is_auth() => {
+            return Err(RotationError::auth_failed(format!(
+                "CURRENT cannot log in as {:?}, so the superuser will not act for it: {}",
+                current.username,
+                e.message()
+            )))
+        }
+        Err(e) => return Err(RotationError::from(e).context("logging in with CURRENT")),
+    }
+    let master = master_secret(input, current)?;
+    let mut opts = master.connect_options(ENGINE, tls);
+    if opts.database.is_none() {
+        opts.database = current.dbname.clone();
+    }
+    let conn = Connection::open(&opts)
+        .map_err(|e| RotationError::from(e).context("logging in as the superuser"))?;
+
+    let (cur, pend) = (&current.username, &pending.username);
+    let literal = sql::password_literal(ENGINE, pend, &pending.password);
+    let exists = !conn
+        .query(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[Value::Text(pend.clone())],
+        )
+        .map_err(|e| RotationError::from(e).context("looking up the role"))?
+        .is_empty();
+    if exists {
+        conn.execute(
+            &format!("ALTER ROLE {} WITH PASSWORD {literal}", q(pend)),
+            &[],
+        )
+        .map_err(|e| RotationError::from(e).context(format!("ALTER ROLE {}", q(pend))))?;
+        log::info(format!("set a new password for role {}", q(pend)));
+    } else {
+        conn.execute(
+            &format!("CREATE ROLE {} WITH LOGIN PASSWORD {literal}", q(pend)),
+            &[],
+        )
+        .map_err(|e| RotationError::from(e).context(format!("CREATE ROLE {}", q(pend))))?;
+        log::info(format!("created role {}", q(pend)));
+    }
+    // Grant CURRENT's privileges, unless the two roles are already linked (either way round:
+    // after the first rotation `app_clone` is a member of `app`, and granting back would be
+    // circular). Checked on every call, so a crash between CREATE and GRANT heals on retry.
+    if !is_direct_member(&conn, pend, cur)? && !is_direct_member(&conn, cur, pend)? {
+        conn.execute(&format!("GRANT {} TO {}", q(cur), q(pend)), &[])
+            .map_err(|e| {
+                RotationError::from(e).context(format!("GRANT {} TO {}", q(cur), q(pend)))
+            })?;
+        log::info(format!("granted {} to {}", q(cur), q(pend)));
+    }
+    Ok(())
+}
+
+impl Rotator for Postgres {
+    fn create(input: &StepInput) -> Result<String, RotationError> {
+        let strategy = Strategy::from_config(input)?;
+        sql::tls_mode(input)?;
+        let mut secret = parse("CURRENT", &input.current.value)?;
+        if strategy == Strategy::AlternatingUsers {
+            secret.username = alternate_username(&secret.username, NAME_LIMIT)?;
+        }
+        secret.password = sdk::generate_password(&PasswordPolicy::from_config(input)?)?;
+        Ok(secret.to_json())
+    }
+
+    fn set(input: &StepInput) -> Result<(), RotationError> {
+        let strategy = Strategy::from_config(input)?;
+        let tls = sql::tls_mode(input)?;
+        let current = parse("CURRENT", &input.current.value)?;
+        let pending = parse("PENDING", &input.pending()?.value)?;
+        if !pending.same_server(&current, ENGINE) {
+            return Err(RotationError::invalid_secret(
+                "PENDING points at another server than CURRENT",
+            ));
+        }
+        match strategy {
+            Strategy::SingleUser => set_single_user(input, &current, &pending, tls),
+            Strategy::AlternatingUsers => set_alternating(input, &current, &pending, tls),
+        }
+    }
+
+    fn test(input: &StepInput) -> Result<(), RotationError> {
+        let tls = sql::tls_mode(input)?;
+        let pending = parse("PENDING", &input.pending()?.value)?;
+        let conn =
+            Connection::open(&pending.connect_options(ENGINE, tls)).map_err(|e| match e {
+                sql::Error::Auth(m) => RotationError::verification_failed(format!(
+                    "PENDING cannot log in as {:?}: {m}",
+                    pending.username
+                )),
+                e => RotationError::from(e).context("logging in with PENDING"),
+            })?;
+        conn.query("SELECT now()", &[]).map_err(|e| {
+            RotationError::verification_failed(format!(
+                "PENDING logged in but SELECT now() failed: {}",
+                e.message()
+            ))
+        })?;
+        log::info(format!("PENDING logs in as {:?}", pending.username));
+        Ok(())
+    }
+}
+
+sdk::export_rotator!(Postgres);

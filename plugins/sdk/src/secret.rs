@@ -1,0 +1,234 @@
+//! The AWS RDS secret shape, shared by the database rotators.
+
+use serde_json::{Map, Value};
+
+use crate::sql::{ConnectOptions, Engine, TlsMode};
+use crate::RotationError;
+
+/// A database credential in AWS's RDS JSON shape:
+/// `{"engine", "host", "port", "username", "password", "dbname", "masterarn"}`.
+///
+/// Fields the rotator does not know are kept in [`DbSecret::extra`] and written back by
+/// [`DbSecret::to_json`], so `create` can copy CURRENT and change only the password (and, for
+/// alternating users, the username). Parse errors name the offending field but never echo a
+/// value.
+#[derive(Clone, PartialEq)]
+pub struct DbSecret {
+    /// `postgres`, `mysql`, `mariadb`, `aurora-postgresql`, … (optional).
+    pub engine: Option<String>,
+    /// Host name or IP address of the database.
+    pub host: String,
+    /// Port; when absent the engine's default is used. A string such as `"5432"` is accepted.
+    pub port: Option<u16>,
+    /// The login (role) name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// Database to connect to (optional).
+    pub dbname: Option<String>,
+    /// Name of the secret holding the superuser credential (alternating users). Coffer prefers
+    /// the rotation config key `master_secret`; the field is kept for AWS compatibility.
+    pub masterarn: Option<String>,
+    /// Every other field, preserved as is.
+    pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for DbSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSecret")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("dbname", &self.dbname)
+            .field("masterarn", &self.masterarn)
+            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> RotationError {
+    RotationError::invalid_secret(msg)
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, RotationError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("secret field `{key}` must be a string"))),
+    }
+}
+
+fn require(value: Option<String>, key: &str) -> Result<String, RotationError> {
+    match value {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(invalid(format!("secret field `{key}` is empty"))),
+        None => Err(invalid(format!("secret value has no `{key}` field"))),
+    }
+}
+
+impl DbSecret {
+    /// Parses a secret value. `host`, `username` and `password` are required.
+    pub fn parse(value: &str) -> Result<Self, RotationError> {
+        let parsed: Value = serde_json::from_str(value).map_err(|e| {
+            invalid(format!(
+                "secret value is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(mut map) = parsed else {
+            return Err(invalid("secret value is not a JSON object"));
+        };
+        let engine = take_string(&mut map, "engine")?;
+        let host = require(take_string(&mut map, "host")?, "host")?;
+        let port = match map.remove("port") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| invalid("secret field `port` is not a port number"))?,
+            ),
+            Some(Value::String(s)) => Some(
+                s.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| invalid("secret field `port` is not a port number"))?,
+            ),
+            Some(_) => return Err(invalid("secret field `port` must be a number")),
+        };
+        let username = require(take_string(&mut map, "username")?, "username")?;
+        let password = require(take_string(&mut map, "password")?, "password")?;
+        let dbname = take_string(&mut map, "dbname")?.filter(|s| !s.is_empty());
+        let masterarn = take_string(&mut map, "masterarn")?.filter(|s| !s.is_empty());
+        Ok(DbSecret {
+            engine,
+            host,
+            port,
+            username,
+            password,
+            dbname,
+            masterarn,
+            extra: map,
+        })
+    }
+
+    /// Serialises back to JSON, with every unknown field preserved.
+    pub fn to_json(&self) -> String {
+        let mut map = self.extra.clone();
+        if let Some(e) = &self.engine {
+            map.insert("engine".into(), Value::String(e.clone()));
+        }
+        map.insert("host".into(), Value::String(self.host.clone()));
+        if let Some(p) = self.port {
+            map.insert("port".into(), Value::from(p));
+        }
+        map.insert("username".into(), Value::String(self.username.clone()));
+        map.insert("password".into(), Value::String(self.password.clone()));
+        if let Some(d) = &self.dbname {
+            map.insert("dbname".into(), Value::String(d.clone()));
+        }
+        if let Some(m) = &self.masterarn {
+            map.insert("masterarn".into(), Value::String(m.clone()));
+        }
+        Value::Object(map).to_string()
+    }
+
+    /// Fails with `invalid-secret` when `engine` is set and names another engine family.
+    pub fn check_engine(&self, expected: Engine) -> Result<(), RotationError> {
+        match &self.engine {
+            None => Ok(()),
+            Some(e) => match Engine::from_secret_engine(e) {
+                Some(found) if found == expected => Ok(()),
+                _ => Err(invalid(format!(
+                    "secret engine {e:?} is not handled by the {} rotator",
+                    expected.as_str()
+                ))),
+            },
+        }
+    }
+
+    /// The port, or the engine's default port.
+    pub fn port_or_default(&self, engine: Engine) -> u16 {
+        self.port.unwrap_or(engine.default_port())
+    }
+
+    /// True when both point at the same server (host compared case-insensitively, ports with
+    /// the engine default filled in).
+    pub fn same_server(&self, other: &DbSecret, engine: Engine) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host)
+            && self.port_or_default(engine) == other.port_or_default(engine)
+    }
+
+    /// Connection options to log in as this secret's user.
+    pub fn connect_options(&self, engine: Engine, tls: TlsMode) -> ConnectOptions {
+        ConnectOptions {
+            engine,
+            host: self.host.clone(),
+            port: self.port_or_default(engine),
+            database: self.dbname.clone(),
+            user: self.username.clone(),
+            password: self.password.clone(),
+            tls,
+        }
+    }
+}
+
+/// How a database rotator changes credentials (rotation config key `strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// `single-user` (default): change the password of the one user in the secret. Clients
+    /// holding the old password fail between `set` and the label move.
+    SingleUser,
+    /// `alternating-users`: two users (`name` and `name_clone`) take turns; the PREVIOUS one
+    /// keeps working, so rotation causes no downtime. Needs a superuser secret.
+    AlternatingUsers,
+}
+
+impl Strategy {
+    /// Reads the rotation config key `strategy`: `single-user` (default) or
+    /// `alternating-users` (`single`/`alternating` accepted too).
+    pub fn from_config(input: &crate::StepInput) -> Result<Self, RotationError> {
+        match input
+            .config("strategy")
+            .map(|s| s.trim().to_ascii_lowercase())
+        {
+            None => Ok(Strategy::SingleUser),
+            Some(s) => match s.replace('_', "-").as_str() {
+                "single-user" | "single" => Ok(Strategy::SingleUser),
+                "alternating-users" | "alternating" | "multi-user" => {
+                    Ok(Strategy::AlternatingUsers)
+                }
+                _ => Err(invalid(format!(
+                    "rotation config `strategy` = {s:?} is not single-user or alternating-users"
+                ))),
+            },
+        }
+    }
+}
+
+/// The suffix that alternating users toggle.
+pub const CLONE_SUFFIX: &str = "_clone";
+
+/// The other user of an alternating pair: `app` ↔ `app_clone` (AWS's `get_alt_username`).
+/// Fails with `invalid-secret` when `app_clone` would be longer than `limit` characters.
+pub fn alternate_username(username: &str, limit: usize) -> Result<String, RotationError> {
+    if let Some(base) = username.strip_suffix(CLONE_SUFFIX) {
+        if base.is_empty() {
+            return Err(invalid(
+                "username `_clone` has no base name to alternate with",
+            ));
+        }
+        return Ok(base.to_string());
+    }
+    let alt = format!("{username}{CLONE_SUFFIX}");
+    if alt.chars().count() > limit {
+        return Err(invalid(format!(
+            "cannot alternate users: {username:?} + {CLONE_SUFFIX:?} is longer than {limit} characters"
+        )));
+    }
+    Ok(alt)
+}
