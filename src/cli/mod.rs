@@ -8,6 +8,7 @@ pub mod key;
 pub mod key_value;
 pub mod output;
 pub mod plaintext;
+pub mod plugin;
 pub mod policy;
 pub mod secret;
 pub mod sys;
@@ -54,6 +55,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Policy-as-code, offline: validate, fmt, test, explain, diff a policy directory.
     Policy(policy::PolicyArgs),
+    /// Rotation plugins, offline: new, build, install, list, run.
+    Plugin(plugin::PluginArgs),
 }
 
 /// Options accepted before the command (`coffer --output json secret list`), read from the
@@ -167,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(args) => audit::run(args, cli.global).await,
         Command::Policy(args) => policy::run(args, cli.global.output).await,
+        Command::Plugin(args) => plugin::run(args, cli.global.output).await,
     }
 }
 

@@ -2,6 +2,8 @@
 //! data directory, and stops it when dropped.
 #![allow(dead_code)]
 
+pub mod db;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -140,6 +142,20 @@ impl Server {
             data_dir: Some(data_dir),
             ..Opts::default()
         });
+        s.token = token;
+        s._tmp = tmp;
+        s
+    }
+
+    /// Restarts on the same data directory with other options (the admin token and the
+    /// temporary directory move to the new server).
+    pub fn restart_with<F: FnOnce(&mut Child)>(mut self, stop: F, mut opts: Opts) -> Server {
+        stop(&mut self.child);
+        let _ = self.child.wait();
+        let tmp = self._tmp.take();
+        let token = self.token.clone();
+        opts.data_dir = Some(self.data_dir.clone());
+        let mut s = Server::start_with(opts);
         s.token = token;
         s._tmp = tmp;
         s
