@@ -6,8 +6,8 @@ use anyhow::bail;
 use clap::{ArgGroup, Args, Subcommand};
 use coffer_client::api::{
     BatchGetRequest, CreateSecretRequest, PutSecretValueRequest, RandomPasswordRequest,
-    SecretDescription, SecretValue, TagRequest, UntagRequest, UpdateSecretRequest,
-    UpdateStageRequest,
+    RotateSecretRequest, RotationResponse, SecretDescription, SecretValue, TagRequest,
+    UntagRequest, UpdateSecretRequest, UpdateStageRequest,
 };
 use coffer_client::ListSecretsQuery;
 use zeroize::Zeroize as _;
@@ -54,6 +54,44 @@ pub enum SecretCommand {
     Untag(UntagArgs),
     /// Print the current values of several secrets (exit code 1 if any cannot be read).
     BatchGet(BatchGetArgs),
+    /// Rotate a secret with a rotator plugin: with --plugin, configure rotation and
+    /// rotate now; without, rotate now with the stored config (resuming a rotation in
+    /// progress); --cancel stops rotation. Waits for the result unless --no-wait; a
+    /// failed rotation exits non-zero naming the step and error kind.
+    Rotate(RotateArgs),
+}
+
+/// `coffer secret rotate`.
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// Secret name or ARN.
+    pub name: String,
+    /// Rotator plugin (configures rotation).
+    #[arg(long, value_name = "PLUGIN")]
+    pub plugin: Option<String>,
+    /// Schedule: `rate(30 days)`, `rate(12 hours)` or AWS `cron(0 3 ? * 1 *)`
+    /// (day-of-week 1 = SUN). Without one, rotation happens only when asked.
+    #[arg(long, value_name = "EXPR", requires = "plugin")]
+    pub schedule: Option<String>,
+    /// Rotation window after each scheduled time: `2h`, `30m`, `1d`.
+    #[arg(long, value_name = "DURATION", requires = "schedule")]
+    pub window: Option<String>,
+    /// A non-secret plugin parameter, e.g. `strategy=alternating-users`; repeat for several.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value::parse, requires = "plugin")]
+    pub config: Vec<KeyValue>,
+    /// Another secret the plugin may read (e.g. a master user); repeat for several.
+    #[arg(long = "grant-secret", value_name = "NAME", requires = "plugin")]
+    pub grant_secrets: Vec<String>,
+    /// Only configure; do not start a rotation now.
+    #[arg(long, requires = "plugin")]
+    pub no_rotate_now: bool,
+    /// Start the rotation and return at once (it runs on the server).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Cancel rotation: disable it and drop the rotation in progress (its pending
+    /// version is kept, without a label).
+    #[arg(long, conflicts_with_all = ["plugin", "no_wait"])]
+    pub cancel: bool,
 }
 
 /// Just a secret name.
@@ -402,6 +440,57 @@ pub async fn run(command: SecretCommand, ctx: &Context) -> anyhow::Result<()> {
             })
         }
         SecretCommand::BatchGet(args) => batch_get(args, ctx).await,
+        SecretCommand::Rotate(args) => rotate(args, ctx).await,
+    }
+}
+
+async fn rotate(args: RotateArgs, ctx: &Context) -> anyhow::Result<()> {
+    if args.cancel {
+        let secret = ctx.client.cancel_rotation(&args.name).await?;
+        return output::emit(ctx.output, &secret, |out| {
+            writeln!(out, "Cancelled rotation of secret {}", secret.name)
+        });
+    }
+    let wait = !args.no_wait;
+    let response = match args.plugin {
+        Some(plugin) => {
+            let request = RotateSecretRequest {
+                plugin,
+                schedule: args.schedule,
+                window: args.window,
+                config: key_value::into_optional_map(args.config, "config")?,
+                granted_secrets: (!args.grant_secrets.is_empty()).then_some(args.grant_secrets),
+                rotate_immediately: !args.no_rotate_now,
+            };
+            ctx.client
+                .configure_rotation(&args.name, &request, wait)
+                .await?
+        }
+        None => ctx.client.rotate_secret(&args.name, wait).await?,
+    };
+    // A failed rotation (with waiting) is an error response: the client reports it and
+    // the exit code is non-zero.
+    output::emit(ctx.output, &response, |out| write_rotation(out, &response))
+}
+
+/// The text form of a rotation response.
+pub fn write_rotation(
+    out: &mut dyn std::io::Write,
+    response: &RotationResponse,
+) -> std::io::Result<()> {
+    let name = &response.secret.name;
+    let token = response.rotation_token.as_deref().unwrap_or("-");
+    match response.rotation_status.as_str() {
+        "succeeded" => writeln!(
+            out,
+            "Rotated secret {name}: version {token} is now AWSCURRENT"
+        ),
+        "started" => writeln!(
+            out,
+            "Rotation of secret {name} {} (version {token}); `coffer secret describe {name}` shows its progress",
+            if response.rotation_resumed { "resumed" } else { "started" }
+        ),
+        _ => writeln!(out, "Configured rotation of secret {name}"),
     }
 }
 
@@ -655,9 +744,85 @@ pub fn write_description(
                 secret.deleted_date.clone().unwrap_or_default(),
             ),
             ("Tags", output::join_pairs(&secret.tags)),
+            ("Rotation", rotation_summary(secret)),
+            (
+                "Schedule",
+                secret
+                    .rotation_rules
+                    .as_ref()
+                    .and_then(|r| r.schedule_expression.clone())
+                    .map(|s| {
+                        match secret
+                            .rotation_rules
+                            .as_ref()
+                            .and_then(|r| r.duration.as_ref())
+                        {
+                            Some(w) => format!("{s}, window {w}"),
+                            None => s,
+                        }
+                    })
+                    .unwrap_or_default(),
+            ),
+            (
+                "Last rotated",
+                secret.last_rotated_date.clone().unwrap_or_default(),
+            ),
+            (
+                "Next rotation",
+                secret.next_rotation_date.clone().unwrap_or_default(),
+            ),
+            ("Rotating", rotation_progress(secret)),
+            ("Rotation error", rotation_error(secret)),
             ("Versions", versions),
         ],
     )
+}
+
+/// `enabled, plugin postgres, config strategy=…, grants a/b` (empty without rotation).
+fn rotation_summary(secret: &SecretDescription) -> String {
+    let Some(r) = &secret.rotation else {
+        return String::new();
+    };
+    let mut parts = vec![
+        if r.enabled { "enabled" } else { "disabled" }.to_owned(),
+        format!("plugin {}", r.plugin),
+    ];
+    if !r.config.is_empty() {
+        parts.push(format!("config {}", output::join_pairs(&r.config)));
+    }
+    if !r.granted_secrets.is_empty() {
+        parts.push(format!("may read {}", r.granted_secrets.join(", ")));
+    }
+    parts.join("; ")
+}
+
+fn rotation_progress(secret: &SecretDescription) -> String {
+    let Some(p) = secret
+        .rotation
+        .as_ref()
+        .and_then(|r| r.in_progress.as_ref())
+    else {
+        return String::new();
+    };
+    let mut s = format!("version {}, next step {}", p.token, p.next_step);
+    if p.attempts > 0 {
+        s.push_str(&format!(", {} failed attempt(s)", p.attempts));
+    }
+    if let Some(t) = &p.next_attempt_at {
+        s.push_str(&format!(", next attempt {t}"));
+    }
+    if let Some(o) = &p.lease_owner {
+        s.push_str(&format!(", running on {o}"));
+    }
+    s
+}
+
+fn rotation_error(secret: &SecretDescription) -> String {
+    secret
+        .last_rotation_error
+        .as_ref()
+        .map(|e| format!("{} at step {} ({}): {}", e.time, e.step, e.kind, e.message))
+        .unwrap_or_default()
 }
 
 /// Labels joined with `,`, or `-` for none.
@@ -681,6 +846,106 @@ mod tests {
             Command::Secret(secret) => secret.command,
             other => panic!("expected a secret command, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn rotate_configures_rotates_or_cancels() {
+        let SecretCommand::Rotate(r) = secret_command(&[
+            "secret",
+            "rotate",
+            "prod/db",
+            "--plugin",
+            "postgres",
+            "--schedule",
+            "rate(30 days)",
+            "--window",
+            "2h",
+            "--config",
+            "strategy=alternating-users",
+            "--grant-secret",
+            "prod/db/master",
+            "--no-wait",
+        ]) else {
+            panic!("expected rotate");
+        };
+        assert_eq!(r.plugin.as_deref(), Some("postgres"));
+        assert_eq!(r.schedule.as_deref(), Some("rate(30 days)"));
+        assert_eq!(r.window.as_deref(), Some("2h"));
+        assert_eq!(r.config[0].key, "strategy");
+        assert_eq!(r.grant_secrets, ["prod/db/master"]);
+        assert!(r.no_wait && !r.no_rotate_now && !r.cancel);
+        let SecretCommand::Rotate(r) = secret_command(&["secret", "rotate", "db"]) else {
+            panic!("expected rotate");
+        };
+        assert!(r.plugin.is_none() && !r.cancel && !r.no_wait);
+        let SecretCommand::Rotate(r) = secret_command(&["secret", "rotate", "db", "--cancel"])
+        else {
+            panic!("expected rotate");
+        };
+        assert!(r.cancel);
+        assert!(parse(&["secret", "rotate", "db", "--schedule", "rate(1 day)"]).is_err());
+        assert!(parse(&["secret", "rotate", "db", "--cancel", "--plugin", "p"]).is_err());
+    }
+
+    #[test]
+    fn description_text_shows_rotation() {
+        use coffer_client::api::{RotationError, RotationInfo, RotationProgress, RotationRules};
+        let secret = SecretDescription {
+            name: "prod/db".into(),
+            rotation_enabled: true,
+            rotation_plugin: Some("postgres".into()),
+            rotation_rules: Some(RotationRules {
+                automatically_after_days: Some(30),
+                schedule_expression: Some("rate(30 days)".into()),
+                duration: Some("2h".into()),
+            }),
+            next_rotation_date: Some("2025-02-01T00:00:00Z".into()),
+            last_rotation_error: Some(RotationError {
+                time: "2025-01-01T00:00:00Z".into(),
+                step: "set".into(),
+                kind: "unreachable".into(),
+                message: "connection refused".into(),
+            }),
+            rotation: Some(RotationInfo {
+                plugin: "postgres".into(),
+                schedule: Some("rate(30 days)".into()),
+                window: Some("2h".into()),
+                config: [("strategy".to_owned(), "single-user".to_owned())].into(),
+                granted_secrets: vec![],
+                enabled: true,
+                in_progress: Some(RotationProgress {
+                    token: "t1".into(),
+                    next_step: "set".into(),
+                    attempts: 1,
+                    next_attempt_at: Some("2025-01-01T00:00:30Z".into()),
+                    lease_owner: None,
+                    lease_until: None,
+                    started: "2025-01-01T00:00:00Z".into(),
+                }),
+            }),
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        write_description(&mut buf, &secret).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert!(
+            text.contains(
+                "Rotation:       enabled; plugin postgres; config strategy=single-user\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Schedule:       rate(30 days), window 2h\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Rotating:       version t1, next step set, 1 failed attempt(s), next attempt 2025-01-01T00:00:30Z\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Rotation error: 2025-01-01T00:00:00Z at step set (unreachable): connection refused\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -882,6 +1147,7 @@ mod tests {
                 ("v2".to_owned(), vec!["AWSCURRENT".to_owned()]),
             ]
             .into(),
+            ..Default::default()
         };
         let mut buf = Vec::new();
         write_description(&mut buf, &secret).unwrap();

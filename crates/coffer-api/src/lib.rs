@@ -184,7 +184,7 @@ pub struct VersionInfo {
 }
 
 /// Describe output (never contains the value).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct SecretDescription {
     /// ARN-like identifier, `arn:coffer:secretsmanager:<region>:secret:<name>-<suffix>`.
     pub arn: String,
@@ -212,6 +212,156 @@ pub struct SecretDescription {
     pub deleted_date: Option<String>,
     /// Version id → labels, for versions that hold a label.
     pub version_ids_to_stages: BTreeMap<String, Vec<String>>,
+    /// Whether rotation is configured and enabled (AWS `RotationEnabled`).
+    #[serde(default)]
+    pub rotation_enabled: bool,
+    /// The rotator plugin (AWS `RotationLambdaARN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_plugin: Option<String>,
+    /// The rotation schedule (AWS `RotationRules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_rules: Option<RotationRules>,
+    /// When the last rotation finished (RFC 3339; AWS `LastRotatedDate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated_date: Option<String>,
+    /// When the next scheduled rotation is due (RFC 3339; AWS `NextRotationDate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<String>,
+    /// Coffer extra: the last failed rotation step (cleared by a successful rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_error: Option<RotationError>,
+    /// Coffer extra: the whole rotation configuration and its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationInfo>,
+}
+
+/// AWS `RotationRules`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationRules {
+    /// Days between rotations, for `rate(N days)` schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<u32>,
+    /// `rate(N days)`, `rate(N hours)` or `cron(min hour dom month dow year)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+    /// Length of the rotation window, e.g. `2h` (AWS `Duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// The last failed rotation step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationError {
+    /// When it failed (RFC 3339).
+    pub time: String,
+    /// `create`, `set`, `test` or `finish`.
+    pub step: String,
+    /// `unreachable`, `auth-failed`, `verification-failed` (retried with backoff), or
+    /// `invalid-secret`, `denied`, `target-refused`, `internal`, `plugin-crashed`,
+    /// `plugin-not-found` (not retried automatically: fix the cause, then rotate again).
+    pub kind: String,
+    /// What went wrong (never a secret value).
+    pub message: String,
+}
+
+/// A rotation in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationProgress {
+    /// Version id of the PENDING value being built (AWS `ClientRequestToken`).
+    pub token: String,
+    /// The step that runs next: `create`, `set`, `test` or `finish`.
+    pub next_step: String,
+    /// Failed attempts of that step so far.
+    pub attempts: u32,
+    /// When the next automatic attempt is due (absent: not retried automatically, or
+    /// running now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The node running it, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    /// When that node's lease expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<String>,
+    /// When this rotation started (RFC 3339).
+    pub started: String,
+}
+
+/// Coffer's rotation configuration and state of a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RotationInfo {
+    /// Rotator plugin.
+    pub plugin: String,
+    /// Schedule expression, if rotation is automatic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Rotation window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Non-secret parameters handed to the plugin.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets the plugin may read (`get-secret`), subject to policy.
+    #[serde(default)]
+    pub granted_secrets: Vec<String>,
+    /// Whether rotation is enabled.
+    pub enabled: bool,
+    /// The rotation in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<RotationProgress>,
+}
+
+/// `POST /v1/secrets/{id}/rotation`: configure rotation (and by default rotate now).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecretRequest {
+    /// Rotator plugin name (must be installed on the server). Required; an absent one is
+    /// refused after authorization, like every other invalid parameter.
+    #[serde(default)]
+    pub plugin: String,
+    /// `rate(N days)`, `rate(N hours)` or `cron(min hour dom month dow year)` (AWS
+    /// syntax: one of day-of-month / day-of-week is `?`, day-of-week 1 = SUN … 7 = SAT).
+    /// Absent: rotate only when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Rotation window after each scheduled time, e.g. `2h`, `30m`, `1d` (at most 24 h);
+    /// a window missed entirely (server down) is skipped to the next occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Non-secret parameters for the plugin (e.g. `strategy`, `tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+    /// Names of other secrets the plugin may read (e.g. a master user), subject to the
+    /// policy on principal `Plugin::"<plugin>"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_secrets: Option<Vec<String>>,
+    /// Start a rotation now (default true).
+    #[serde(default = "default_true")]
+    pub rotate_immediately: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Response of the rotation routes: the secret's description (after the rotation, with
+/// `wait=true`) with what was started. With `wait=true` a failed rotation is not this
+/// but an error (502 `RotationFailed`); describe shows `last_rotation_error`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RotationResponse {
+    /// The secret (its fields are at the top level of the JSON).
+    #[serde(flatten)]
+    pub secret: SecretDescription,
+    /// Version id of the PENDING value of the rotation started or resumed (absent when
+    /// none was started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_token: Option<String>,
+    /// Whether a rotation in progress was resumed rather than a new one started.
+    #[serde(default)]
+    pub rotation_resumed: bool,
+    /// `succeeded` (with `wait=true`), `started` (running in the background) or `none`
+    /// (configured only).
+    pub rotation_status: String,
 }
 
 /// Query of `GET /v1/secrets`. Results are sorted by name, ascending.
@@ -816,7 +966,7 @@ pub struct AuditKeyUse {
     pub key_version: u32,
 }
 
-/// One audit record: one `/v1` request. Never holds a secret value, plaintext, data key,
+/// One audit record: one `/v1` request, or one step of a rotation. Never holds a secret value, plaintext, data key,
 /// ciphertext or token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditRecord {

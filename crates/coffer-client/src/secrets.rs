@@ -3,8 +3,8 @@
 use coffer_api::{
     BatchGetRequest, BatchGetResponse, CreateSecretRequest, DeleteSecretResponse, ListSecretsQuery,
     ListSecretsResponse, ListVersionsResponse, PutSecretValueRequest, RandomPasswordRequest,
-    RandomPasswordResponse, SecretDescription, SecretValue, SecretVersionRef, TagRequest,
-    UntagRequest, UpdateSecretRequest, UpdateStageRequest,
+    RandomPasswordResponse, RotateSecretRequest, RotationResponse, SecretDescription, SecretValue,
+    SecretVersionRef, TagRequest, UntagRequest, UpdateSecretRequest, UpdateStageRequest,
 };
 use reqwest::Method;
 
@@ -33,6 +33,14 @@ fn list_query_pairs(q: &ListSecretsQuery) -> Vec<(&'static str, String)> {
         pairs.push(("include_deleted", "true".to_owned()));
     }
     pairs
+}
+
+fn wait_query(wait: bool) -> Vec<(&'static str, String)> {
+    if wait {
+        vec![("wait", "true".to_owned())]
+    } else {
+        Vec::new()
+    }
 }
 
 fn secret_path(id: &str, rest: &str) -> Result<String, ClientError> {
@@ -107,6 +115,48 @@ impl Client {
             query.push(("force", "true".to_owned()));
         }
         fetch(self.request(Method::DELETE, &secret_path(id, "")?, &query)?).await
+    }
+
+    /// `POST /v1/secrets/{id}/rotation`: configures rotation (plugin, schedule, window,
+    /// config, granted secrets) and, unless `rotate_immediately` is false, starts a
+    /// rotation. With `wait` the server runs it before answering and reports
+    /// `succeeded` or `failed`; without, it runs in the background (`started`).
+    pub async fn configure_rotation(
+        &self,
+        id: &str,
+        request: &RotateSecretRequest,
+        wait: bool,
+    ) -> Result<RotationResponse, ClientError> {
+        fetch(
+            self.request(
+                Method::POST,
+                &secret_path(id, "/rotation")?,
+                &wait_query(wait),
+            )?
+            .json(request),
+        )
+        .await
+    }
+
+    /// `POST /v1/secrets/{id}/rotate`: rotates now with the stored config, resuming a
+    /// rotation in progress at its step (same pending value).
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        wait: bool,
+    ) -> Result<RotationResponse, ClientError> {
+        fetch(self.request(
+            Method::POST,
+            &secret_path(id, "/rotate")?,
+            &wait_query(wait),
+        )?)
+        .await
+    }
+
+    /// `DELETE /v1/secrets/{id}/rotation`: cancels rotation (disables it, drops the
+    /// rotation in progress and its AWSPENDING label; the version is kept).
+    pub async fn cancel_rotation(&self, id: &str) -> Result<SecretDescription, ClientError> {
+        fetch(self.request(Method::DELETE, &secret_path(id, "/rotation")?, &[])?).await
     }
 
     /// `POST /v1/secrets/{id}/restore`: cancels a scheduled deletion.

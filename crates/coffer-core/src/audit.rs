@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::rotation_api::TrailEntry;
 use crate::{Coffer, CoreError, Result, MAX_ATTEMPTS};
 
 /// Key prefix of the records.
@@ -158,6 +159,9 @@ pub struct AuditEntry {
     pub source_ip: Option<String>,
     /// KMS key versions used.
     pub keys: Vec<KeyUse>,
+    /// What a rotator plugin did during a rotation step (redacted by the runner); empty
+    /// for API requests.
+    pub trail: Vec<TrailEntry>,
 }
 
 impl AuditEntry {
@@ -180,6 +184,7 @@ impl AuditEntry {
             error_code: None,
             source_ip: None,
             keys: Vec::new(),
+            trail: Vec::new(),
         }
     }
 }
@@ -231,6 +236,10 @@ pub struct AuditRecord {
     /// KMS key versions used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyUse>,
+    /// What a rotator plugin did during a rotation step (absent on API records, so
+    /// records written before this field existed read and hash the same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<TrailEntry>,
     /// Hash of the previous record.
     pub prev_hash: String,
     /// Hash of this record's canonical encoding.
@@ -257,6 +266,7 @@ impl AuditRecord {
             error_code: entry.error_code.clone(),
             source_ip: entry.source_ip.clone(),
             keys: entry.keys.clone(),
+            trail: entry.trail.clone(),
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
         };
@@ -312,8 +322,12 @@ impl AuditRecord {
 ///
 /// ```text
 /// seq prev_hash time request_id principal token_id action resource extra_resources region
-/// decision policies reason status error_code source_ip keys
+/// decision policies reason status error_code source_ip keys [trail]
 /// ```
+///
+/// `trail` (rotation step records only) is written only when it is not empty, as
+/// `trail#<count>\n` followed by each entry's `kind` and `detail` values, so records
+/// without one (every record written before it existed) encode exactly as before.
 ///
 /// A present value is `name=<byte length>:<bytes>\n` (numbers in decimal, the decision in
 /// its wire spelling); an absent optional value is `name~\n`; a list is `name#<count>\n`
@@ -359,6 +373,13 @@ pub fn canonical_encoding(r: &AuditRecord) -> Vec<u8> {
     for k in &r.keys {
         val(&mut out, "key_id", &k.key_id);
         val(&mut out, "key_version", &k.key_version.to_string());
+    }
+    if !r.trail.is_empty() {
+        let _ = writeln!(out, "trail#{}", r.trail.len());
+        for t in &r.trail {
+            val(&mut out, "kind", &t.kind);
+            val(&mut out, "detail", &t.detail);
+        }
     }
     out.into_bytes()
 }

@@ -33,10 +33,13 @@ mod keys;
 mod names;
 mod password;
 mod records;
+pub mod rotation;
 pub mod rotation_api;
 mod secrets;
 mod tokens;
 
+#[cfg(test)]
+mod rotation_tests;
 #[cfg(test)]
 mod tests;
 
@@ -153,6 +156,19 @@ pub struct CoreConfig {
     pub max_versions: usize,
     /// Source of time.
     pub clock: Clock,
+    /// Delay before the first automatic retry of a rotation step that failed with a
+    /// transient error; doubles with every further failure (default 30 s).
+    pub rotation_backoff_base: std::time::Duration,
+    /// Longest delay between automatic retries (default 1 h).
+    pub rotation_backoff_max: std::time::Duration,
+    /// How long a node owns a rotation it runs before another node may take it over
+    /// (renewed after every step; default 5 min, a few plugin step timeouts).
+    pub rotation_lease: std::time::Duration,
+    /// TEST ONLY (fault injection): abort the process right after the progress of this
+    /// rotation step is durably stored, to prove that a crash resumes correctly. The
+    /// server sets it only from `COFFER_TEST_CRASH_AFTER_STEP`; never set it in
+    /// production.
+    pub rotation_crash_after: Option<rotation_api::RotationStep>,
 }
 
 impl Default for CoreConfig {
@@ -161,6 +177,10 @@ impl Default for CoreConfig {
             regions: vec!["local".to_string()],
             max_versions: 100,
             clock: Arc::new(OffsetDateTime::now_utc),
+            rotation_backoff_base: std::time::Duration::from_secs(30),
+            rotation_backoff_max: std::time::Duration::from_secs(3600),
+            rotation_lease: std::time::Duration::from_secs(300),
+            rotation_crash_after: None,
         }
     }
 }
@@ -170,6 +190,10 @@ impl std::fmt::Debug for CoreConfig {
         f.debug_struct("CoreConfig")
             .field("regions", &self.regions)
             .field("max_versions", &self.max_versions)
+            .field("rotation_backoff_base", &self.rotation_backoff_base)
+            .field("rotation_backoff_max", &self.rotation_backoff_max)
+            .field("rotation_lease", &self.rotation_lease)
+            .field("rotation_crash_after", &self.rotation_crash_after)
             .finish()
     }
 }

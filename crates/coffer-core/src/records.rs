@@ -10,6 +10,7 @@
 //! r/<region>/alias/<alias name>             AliasRecord
 //! r/<region>/default-key                    key id of the region's default key
 //! tok/<token id>                            TokenRecord (hash only)
+//! rot/<region>/<secret uid>                 rotation index: {name, due} (see rotation.rs)
 //! ```
 
 use std::collections::BTreeMap;
@@ -95,6 +96,9 @@ pub(crate) struct SecretRecord {
     pub stages: BTreeMap<String, String>,
     #[serde(default)]
     pub version_count: usize,
+    /// Rotation configuration and state (absent in records written before rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::rotation::RotationState>,
 }
 
 impl SecretRecord {

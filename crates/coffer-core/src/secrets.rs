@@ -49,12 +49,15 @@ fn key_use_of(v: &VersionRecord) -> Result<KeyUse> {
 }
 
 /// A value to store: its kind and bytes (zeroized on drop).
-struct Value {
-    kind: ValueKind,
-    bytes: Plaintext,
+pub(crate) struct Value {
+    pub(crate) kind: ValueKind,
+    pub(crate) bytes: Plaintext,
 }
 
-fn parse_value(string: &Option<String>, binary: &Option<String>) -> Result<Option<Value>> {
+pub(crate) fn parse_value(
+    string: &Option<String>,
+    binary: &Option<String>,
+) -> Result<Option<Value>> {
     let v = match (string, binary) {
         (Some(_), Some(_)) => {
             return Err(CoreError::InvalidParameter(
@@ -121,7 +124,7 @@ impl Coffer {
 
     /// Loads a secret record and its raw bytes (for optimistic checks). Purged-by-time
     /// secrets read as not found.
-    fn load_secret(&self, region: &str, id: &str) -> Result<(SecretRecord, Vec<u8>)> {
+    pub(crate) fn load_secret(&self, region: &str, id: &str) -> Result<(SecretRecord, Vec<u8>)> {
         self.check_region(region)?;
         let (name, arn) = self.parse_secret_id(region, id)?;
         let nf = || CoreError::NotFound(format!("secret {id} not found in region {region}"));
@@ -145,7 +148,7 @@ impl Coffer {
         Ok((rec, raw))
     }
 
-    fn ensure_not_deleted(rec: &SecretRecord) -> Result<()> {
+    pub(crate) fn ensure_not_deleted(rec: &SecretRecord) -> Result<()> {
         if rec.deletion.is_some() {
             return Err(CoreError::InvalidState(format!(
                 "secret {} is scheduled for deletion; restore it first",
@@ -155,7 +158,7 @@ impl Coffer {
         Ok(())
     }
 
-    fn describe(&self, region: &str, rec: &SecretRecord) -> SecretDescription {
+    pub(crate) fn describe(&self, region: &str, rec: &SecretRecord) -> SecretDescription {
         let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (label, vid) in &rec.stages {
             by_version
@@ -163,7 +166,7 @@ impl Coffer {
                 .or_default()
                 .push(label.clone());
         }
-        SecretDescription {
+        let mut d = SecretDescription {
             arn: rec.arn.clone(),
             name: rec.name.clone(),
             region: region.to_string(),
@@ -175,11 +178,14 @@ impl Coffer {
             last_accessed_date: None,
             deleted_date: rec.deletion.as_ref().map(|d| fmt_time(d.purge_at)),
             version_ids_to_stages: by_version,
-        }
+            ..SecretDescription::default()
+        };
+        crate::rotation::describe_into(&mut d, rec);
+        d
     }
 
     /// Seals a value for (secret uid, version id) under the secret's KMS key.
-    fn seal_version(
+    pub(crate) fn seal_version(
         &self,
         region: &str,
         rec: &SecretRecord,
@@ -211,7 +217,12 @@ impl Coffer {
 
     /// Opens the version stored under (uid, vid). The AAD and context come from where the
     /// record is stored, not from the record, so a record moved elsewhere fails.
-    fn open_version(&self, region: &str, uid: &str, vid: &str) -> Result<(VersionRecord, Value)> {
+    pub(crate) fn open_version(
+        &self,
+        region: &str,
+        uid: &str,
+        vid: &str,
+    ) -> Result<(VersionRecord, Value)> {
         let raw = self
             .store
             .get(&version_key(region, uid, vid))?
@@ -329,6 +340,7 @@ impl Coffer {
             deletion: None,
             stages: BTreeMap::new(),
             version_count: 0,
+            rotation: None,
         };
         let mut b = Batch::default();
         match &expired {
@@ -606,7 +618,7 @@ impl Coffer {
     }
 
     /// Deletes the oldest unlabeled versions past the cap (never `keep`).
-    fn prune_versions(
+    pub(crate) fn prune_versions(
         &self,
         region: &str,
         rec: &mut SecretRecord,
@@ -638,7 +650,7 @@ impl Coffer {
     }
 
     /// Read-modify-write of one secret record, with retries; durable on return.
-    async fn update_secret_record<F>(
+    pub(crate) async fn update_secret_record<F>(
         &self,
         region: &str,
         id: &str,

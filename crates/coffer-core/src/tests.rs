@@ -86,6 +86,7 @@ fn env_over(
         regions: vec![LOCAL.to_string()],
         max_versions: 100,
         clock: clock.as_clock(),
+        ..CoreConfig::default()
     };
     tweak(&mut config);
     let store = Arc::new(SledStore::temporary().expect("temporary store"));

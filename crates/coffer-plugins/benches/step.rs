@@ -35,6 +35,39 @@ fn step(c: &mut Criterion) {
             rt.block_on(host.run_step(req)).expect("step")
         })
     });
+    // A full rotation's host overhead: the four steps back to back, each in a fresh
+    // sandbox (create's value becomes PENDING for the others).
+    g.bench_function("echo_four_steps", |b| {
+        b.iter(|| {
+            let created = rt
+                .block_on(host.run_step(testing::step_request(
+                    "echo",
+                    RotationStep::Create,
+                    current,
+                )))
+                .expect("create");
+            let pending = created.value.expect("pending value");
+            for step in [RotationStep::Set, RotationStep::Test, RotationStep::Finish] {
+                let mut req = testing::step_request("echo", step, current);
+                req.pending = Some(coffer_core::rotation_api::RotationVersion {
+                    id: req.token.clone(),
+                    value: pending.clone(),
+                });
+                rt.block_on(host.run_step(req)).expect("step");
+            }
+        })
+    });
+    // Floor for comparison: a task round trip on a runtime of the same shape, which every
+    // step pays to leave the caller's runtime.
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = other.handle().clone();
+    g.bench_function("runtime_hop_floor", |b| {
+        b.iter(|| rt.block_on(async { handle.spawn(async { 1u8 }).await.expect("join") }))
+    });
     drop(host);
 
     g.sample_size(10).measurement_time(Duration::from_secs(5));

@@ -42,6 +42,16 @@ pub struct Config {
     /// holds the authoritative, hash-chained log; when this file cannot be written,
     /// requests fail closed (503) like when the store cannot.
     pub audit_file: Option<PathBuf>,
+    /// Milliseconds between runs of the rotation scheduler (default 30,000).
+    pub rotation_tick_ms: u64,
+    /// More directories of rotation plugins (`<dir>/<name>/plugin.toml`), besides
+    /// `<data_dir>/plugins`.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// TEST ONLY, from `COFFER_TEST_CRASH_AFTER_STEP` (never from the file): abort the
+    /// process right after this rotation step's progress is stored (`create`, `set`,
+    /// `test` or `finish`), to test crash recovery.
+    #[serde(skip)]
+    pub test_crash_after_step: Option<String>,
     /// `COFFER_*` variables that name no setting (logged as a warning at start, since
     /// they are usually typos).
     #[serde(skip)]
@@ -65,6 +75,9 @@ impl Default for Config {
             housekeeping_interval_secs: 60,
             shutdown_grace_secs: 30,
             audit_file: None,
+            rotation_tick_ms: 30_000,
+            plugin_dirs: Vec::new(),
+            test_crash_after_step: None,
             unknown_env: Vec::new(),
         }
     }
@@ -159,6 +172,23 @@ impl Config {
                         v.parse().map_err(|_| bad("expected a number"))?
                 }
                 "AUDIT_FILE" => cfg.audit_file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty()),
+                "PLUGIN_DIRS" => {
+                    cfg.plugin_dirs = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                }
+                "ROTATION_TICK_MS" => {
+                    cfg.rotation_tick_ms = v.parse().map_err(|_| bad("expected a number"))?
+                }
+                "TEST_CRASH_AFTER_STEP" => {
+                    if coffer_core::rotation_api::RotationStep::parse(&v).is_none() {
+                        return Err(bad("expected create, set, test or finish"));
+                    }
+                    cfg.test_crash_after_step = Some(v.clone())
+                }
                 "SHUTDOWN_GRACE_SECS" => {
                     cfg.shutdown_grace_secs = v.parse().map_err(|_| bad("expected a number"))?
                 }

@@ -24,6 +24,7 @@ mod error;
 mod metrics;
 mod policy;
 mod rest;
+mod rotation;
 mod routes;
 mod state;
 
@@ -49,6 +50,10 @@ use tower_http::trace::TraceLayer;
 pub use audit::{verify_data_dir as verify_audit_data_dir, AuditError, AuditLog};
 pub use config::Config;
 pub use policy::ReloadError;
+pub use rotation::{
+    plugin_secret_reader, start_rotation_scheduler, RotationHost, RotationSetupError,
+    MAX_CONCURRENT_ROTATIONS,
+};
 pub use routes::RouteDoc;
 pub use state::AppState;
 
@@ -72,6 +77,8 @@ pub fn openapi_json() -> String {
 /// Builds the full axum application around a state; every `/v1` request is recorded in
 /// `audit` before its response is released.
 pub fn app(state: Arc<AppState>, max_body_bytes: usize, audit: AuditLog) -> Router {
+    // Rotation steps are recorded through the same writer as requests.
+    state.rotation.set_audit(audit.clone());
     let (router, _) = rest::table().finish();
     let request_id = HeaderName::from_static(coffer_api::REQUEST_ID_HEADER);
     router
@@ -179,9 +186,37 @@ fn load_policy(config: &Config) -> anyhow::Result<(PolicyEngine, Option<PathBuf>
     Ok((engine, dir))
 }
 
+/// Builds the rotation runner once the server's state exists, from the
+/// [`PluginSecretReader`](coffer_core::rotation_api::PluginSecretReader) the runner hands
+/// to plugins for `get-secret` (see [`serve_with_rotation`]).
+pub type RotationRunnerFactory = Box<
+    dyn FnOnce(
+            Arc<dyn coffer_core::rotation_api::PluginSecretReader>,
+        ) -> anyhow::Result<Arc<dyn coffer_core::rotation_api::RotationRunner>>
+        + Send,
+>;
+
 /// Runs the server until SIGTERM or Ctrl-C, then finishes in-flight requests (up to
-/// `shutdown_grace_secs`) and flushes the store.
+/// `shutdown_grace_secs`) and flushes the store. Rotation is unavailable (no plugins):
+/// use [`serve_with_rotation`] to install a runner.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    serve_inner(config, None).await
+}
+
+/// [`serve`], with secret rotation: `make_runner` receives the reader that plugins use
+/// to read other secrets (policy-checked as `Coffer::Plugin::"<name>"`) and returns the
+/// runner (the wasmtime host). The rotation scheduler runs every `rotation_tick_ms`.
+pub async fn serve_with_rotation(
+    config: Config,
+    make_runner: RotationRunnerFactory,
+) -> anyhow::Result<()> {
+    serve_inner(config, Some(make_runner)).await
+}
+
+async fn serve_inner(
+    config: Config,
+    make_runner: Option<RotationRunnerFactory>,
+) -> anyhow::Result<()> {
     init_tracing(&config);
     config.validate()?;
     for var in &config.unknown_env {
@@ -220,12 +255,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (store, Arc::new(provider))
     };
     tracing::info!(root_key = %root.describe(), "root key loaded");
+    let crash_after = config
+        .test_crash_after_step
+        .as_deref()
+        .and_then(coffer_core::rotation_api::RotationStep::parse);
+    if let Some(step) = crash_after {
+        tracing::warn!(%step, "COFFER_TEST_CRASH_AFTER_STEP is set: THIS PROCESS WILL ABORT after the progress of every rotation's {step} step is stored. Test-only fault injection; never set it in production.");
+    }
     let core = Arc::new(Coffer::new(
         store.clone(),
         root,
         CoreConfig {
             regions: config.regions.clone(),
             max_versions: config.max_versions,
+            rotation_crash_after: crash_after,
             ..CoreConfig::default()
         },
     )?);
@@ -243,10 +286,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
 
     let (policy, policy_dir) = load_policy(&config)?;
-    let state = Arc::new(
-        AppState::new(core.clone(), policy, dev_token, openapi_json()).with_policy_dir(policy_dir),
-    );
+    let mut state =
+        AppState::new(core.clone(), policy, dev_token, openapi_json()).with_policy_dir(policy_dir);
+    if !config.dev {
+        state = state.with_node_id(node_id(&config.data_dir)?);
+    }
+    let state = Arc::new(state);
     policy::reload_on_sighup(state.clone());
+    if let Some(make) = make_runner {
+        let runner =
+            make(plugin_secret_reader(&state)).context("cannot start the rotation runner")?;
+        state.set_rotation_runner(runner)?;
+    }
+    let rotations = start_rotation_scheduler(
+        state.clone(),
+        Duration::from_millis(config.rotation_tick_ms.max(10)),
+    );
     let audit = AuditLog::start(core.clone(), config.audit_file.clone())
         .context("cannot start the audit log")?;
     let app = app(state, config.max_body_bytes, audit);
@@ -290,6 +345,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         res = &mut handle => {
             housekeeping.abort();
+            rotations.abort();
             res??;
             return Ok(());
         }
@@ -302,9 +358,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
     housekeeping.abort();
+    rotations.abort();
     store.sync().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The node id kept in `<data_dir>/node-id` (created on first start), so a restarted
+/// server recognizes the rotation leases of its previous process.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = format!("node-{}", uuid::Uuid::new_v4().simple());
+            write_private_file(&path, &format!("{id}\n"))?;
+            Ok(id)
+        }
+    }
 }
 
 async fn shutdown_signal() {

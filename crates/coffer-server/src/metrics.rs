@@ -22,6 +22,10 @@ pub struct Metrics {
     /// Refused policy reloads: the set was invalid and the old one stayed active
     /// (`coffer_policy_reload_failures_total`).
     pub policy_reload_failures: IntCounter,
+    rotations_started: IntCounterVec,
+    rotations_succeeded: IntCounterVec,
+    rotations_failed: IntCounterVec,
+    rotation_step_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -75,12 +79,67 @@ impl Metrics {
                 .register(Box::new(counter.clone()))
                 .expect("metric registered once");
         }
+        let by_plugin = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["plugin"])
+                .expect("static metric definition is valid")
+        };
+        let rotations_started = by_plugin(
+            "coffer_rotations_started_total",
+            "Rotation runs started (or resumed), by plugin",
+        );
+        let rotations_succeeded = by_plugin(
+            "coffer_rotations_succeeded_total",
+            "Rotations that finished (AWSCURRENT moved), by plugin",
+        );
+        let rotations_failed = by_plugin(
+            "coffer_rotations_failed_total",
+            "Rotation runs that stopped at a failed step, by plugin",
+        );
+        let rotation_step_failures = IntCounterVec::new(
+            Opts::new(
+                "coffer_rotation_step_failures_total",
+                "Failed rotation steps by plugin, step and error kind",
+            ),
+            &["plugin", "step", "kind"],
+        )
+        .expect("static metric definition is valid");
+        for c in [
+            &rotations_started,
+            &rotations_succeeded,
+            &rotations_failed,
+            &rotation_step_failures,
+        ] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+        }
         Metrics {
             registry,
             requests,
             latency,
             policy_reloads,
             policy_reload_failures,
+            rotations_started,
+            rotations_succeeded,
+            rotations_failed,
+            rotation_step_failures,
+        }
+    }
+
+    /// Counts one rotation run.
+    pub fn rotation_ran(&self, report: &coffer_core::rotation::RotationReport) {
+        let plugin = report.plugin.as_str();
+        self.rotations_started.with_label_values(&[plugin]).inc();
+        match &report.outcome {
+            coffer_core::rotation::RotationOutcome::Succeeded => {
+                self.rotations_succeeded.with_label_values(&[plugin]).inc();
+            }
+            coffer_core::rotation::RotationOutcome::Failed { step, kind, .. } => {
+                self.rotations_failed.with_label_values(&[plugin]).inc();
+                self.rotation_step_failures
+                    .with_label_values(&[plugin, step.as_str(), kind.as_str()])
+                    .inc();
+            }
         }
     }
 

@@ -24,6 +24,8 @@ pub struct AppState {
     pub dev_token: Option<String>,
     /// The OpenAPI document, rendered once.
     pub openapi_json: String,
+    /// Rotation: the injected runner, the scheduler's limits, this node's lease id.
+    pub(crate) rotation: crate::rotation::RotationHost,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             metrics: Metrics::new(),
             dev_token,
             openapi_json,
+            rotation: crate::rotation::RotationHost::new(),
         }
     }
 

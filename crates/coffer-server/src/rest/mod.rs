@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod keys;
+mod rotation;
 mod secrets;
 
 use axum::routing::{delete, get, patch, post, put};
@@ -28,6 +29,11 @@ const LIST_SECRETS_Q: &[(&str, &str)] = &[
     ("tag_value", "only secrets with this tag value"),
     ("include_deleted", "also secrets scheduled for deletion"),
 ];
+
+const WAIT_Q: &[(&str, &str)] = &[(
+    "wait",
+    "true: run the rotation in the request and answer with its result",
+)];
 
 const AUDIT_Q: &[(&str, &str)] = &[
     ("principal", "only this principal"),
@@ -61,6 +67,9 @@ pub fn table() -> RouteTable {
         .add(doc!("POST" "/v1/secrets/{id}/stages" "UpdateSecretVersionStage", "Move or remove a staging label", Some("UpdateStageRequest"), Some("SecretDescription"), 200), post(secrets::stages))
         .add(doc!("POST" "/v1/secrets/{id}/tags" "TagSecret", "Add or overwrite tags", Some("TagRequest"), Some("SecretDescription"), 200), post(secrets::tag))
         .add(doc!("POST" "/v1/secrets/{id}/untag" "UntagSecret", "Remove tags", Some("UntagRequest"), Some("SecretDescription"), 200), post(secrets::untag))
+        .add(doc!("POST" "/v1/secrets/{id}/rotation" "RotateSecret", "Configure rotation (plugin, schedule, window, config, granted secrets) and by default rotate now; wait=true runs it in the request and returns the result", Some("RotateSecretRequest"), Some("RotationResponse"), 200, true, WAIT_Q), post(rotation::configure))
+        .add(doc!("DELETE" "/v1/secrets/{id}/rotation" "CancelRotateSecret", "Cancel rotation: disable it, drop the rotation in progress and its AWSPENDING label (the version is kept)", None, Some("SecretDescription"), 200), delete(rotation::cancel))
+        .add(doc!("POST" "/v1/secrets/{id}/rotate" "RotateSecret", "Rotate now with the stored config (resumes a rotation in progress at its step); wait=true runs it in the request", None, Some("RotationResponse"), 200, true, WAIT_Q), post(rotation::rotate))
         .add(doc!("POST" "/v1/random-password" "GetRandomPassword", "Generate a random password", Some("RandomPasswordRequest"), Some("RandomPasswordResponse"), 200), post(secrets::random_password))
         // KMS keys
         .add(doc!("POST" "/v1/keys" "CreateKey", "Create a symmetric AES-256 key", Some("CreateKeyRequest"), Some("KeyMetadata"), 201), post(keys::create))

@@ -27,7 +27,7 @@ fn secret_facts(s: &AppState, region: &str, id: &str) -> ApiResult<(String, Tags
     }
 }
 
-fn authorize_secret(s: &AppState, c: &Caller, action: &str, id: &str) -> ApiResult<()> {
+pub(crate) fn authorize_secret(s: &AppState, c: &Caller, action: &str, id: &str) -> ApiResult<()> {
     let (name, tags) = secret_facts(s, &c.region, id)?;
     s.authorize(
         c,
