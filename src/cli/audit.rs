@@ -442,6 +442,7 @@ mod tests {
                 key_id: "k1".into(),
                 key_version: 2,
             }],
+            trail: vec![],
             prev_hash: "0".repeat(64),
             hash: "1".repeat(64),
         };

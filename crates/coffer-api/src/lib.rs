@@ -1014,10 +1014,23 @@ pub struct AuditRecord {
     /// KMS key versions used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<AuditKeyUse>,
+    /// For rotation steps: what the plugin did through the host (SQL statements, HTTP
+    /// requests, secret reads, log lines), with secret values redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<AuditTrailEntry>,
     /// Hash of the previous record (64 zeros for the first), hex SHA-256.
     pub prev_hash: String,
     /// Hex SHA-256 over this record's canonical encoding (which includes `prev_hash`).
     pub hash: String,
+}
+
+/// One host call a rotation plugin made during a step.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AuditTrailEntry {
+    /// `sql`, `http`, `secret` or `log`.
+    pub kind: String,
+    /// What happened, with secret values redacted.
+    pub detail: String,
 }
 
 /// `GET /v1/audit` response.

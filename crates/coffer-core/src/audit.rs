@@ -305,6 +305,14 @@ impl AuditRecord {
                     key_version: k.key_version,
                 })
                 .collect(),
+            trail: self
+                .trail
+                .iter()
+                .map(|t| coffer_api::AuditTrailEntry {
+                    kind: t.kind.clone(),
+                    detail: t.detail.clone(),
+                })
+                .collect(),
             prev_hash: self.prev_hash.clone(),
             hash: self.hash.clone(),
         }

@@ -138,7 +138,17 @@ impl Host for StoreState {
         let reader = step.reader.clone();
         let plugin = step.manifest.name.clone();
         let region = step.region.clone();
-        match reader.read_for_plugin(&plugin, &region, &name).await {
+        // Host calls are polled on the guest's fiber, whose stack is small and which
+        // libraries that check their remaining stack (the policy engine does) reject:
+        // run the read as a task of its own.
+        let read = {
+            let name = name.clone();
+            tokio::spawn(async move { reader.read_for_plugin(&plugin, &region, &name).await })
+        };
+        let result = read
+            .await
+            .unwrap_or_else(|e| Err(format!("the secret read did not finish: {e}")));
+        match result {
             Ok(value) => {
                 self.step.redactor.add_secret(&value);
                 self.step.record("secret", format!("read {shown}"));

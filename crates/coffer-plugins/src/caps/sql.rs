@@ -239,7 +239,8 @@ fn pg_error(e: &tokio_postgres::Error, connecting: bool) -> Error {
 
 fn my_error(e: &mysql_async::Error, connecting: bool) -> Error {
     match e {
-        mysql_async::Error::Server(s) if s.code == 1045 => {
+        // 1045: wrong password; 1698: no such account / no password accepted for it.
+        mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1698 => {
             Error::Auth(format!("{} ({})", s.message, s.code))
         }
         mysql_async::Error::Server(s) if !connecting => {
