@@ -72,11 +72,15 @@ fn value_at(s: &Server, name: &str, stage: &str) -> (Value, String) {
     assert_eq!(st, 200, "{stage} of {name}: {body}");
     let v: Value = serde_json::from_str(body["secret_string"].as_str().expect("string secret"))
         .expect("JSON secret value");
-    (v, body["version_id"].as_str().unwrap_or_default().to_string())
+    (
+        v,
+        body["version_id"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 fn field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or_else(|| panic!("{k} missing in the secret value"))
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} missing in the secret value"))
 }
 
 /// Rotates once (by `rotate`) and checks the single-user contract: CURRENT is new and
@@ -158,8 +162,10 @@ fn single_user_flow(engine_plugin: &str, secret: Value, login: fn(&str, &str) ->
         let (st, body) = s.call(
             "POST",
             &format!("/v1/secrets/{}/rotation", enc(&name)),
-            Some(json!({"plugin": engine_plugin, "schedule": "cron(* * * * ? *)",
-                        "config": {"tls": "disable"}, "rotate_immediately": false})),
+            Some(
+                json!({"plugin": engine_plugin, "schedule": "cron(* * * * ? *)",
+                        "config": {"tls": "disable"}, "rotate_immediately": false}),
+            ),
         );
         assert_eq!(st, 200, "configure schedule: {body}");
         assert!(body["next_rotation_date"].is_string(), "{body}");
@@ -250,7 +256,12 @@ fn postgres_alternating_users_switch_roles_and_keep_previous_working() {
 fn mariadb_alternating_users_switch_users_and_keep_previous_working() {
     let user = MariaUser::create();
     let master = MariaUser::create_master();
-    alternating_flow("mysql", user.secret_json(), master.secret_json(), maria_login);
+    alternating_flow(
+        "mysql",
+        user.secret_json(),
+        master.secret_json(),
+        maria_login,
+    );
 }
 
 /// kill -9 right after each of the four steps (the test-only fault switch aborts the
@@ -283,10 +294,16 @@ fn postgres_rotation_survives_a_crash_after_each_step() {
             if let Ok(Some(st)) = s.child.try_wait() {
                 break st;
             }
-            assert!(Instant::now() < deadline, "server did not crash after {step}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not crash after {step}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(!status.success(), "the fault switch aborts the process ({step})");
+        assert!(
+            !status.success(),
+            "the fault switch aborts the process ({step})"
+        );
 
         let s = s.restart_with(|_| {}, plugin_opts(dir.path(), &[]));
         wait_rotated_by_schedule(&s, &name, &before_vid, Duration::from_secs(90));

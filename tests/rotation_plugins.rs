@@ -36,7 +36,10 @@ fn current(s: &Server, name: &str) -> (String, String) {
     let (st, body) = s.call("GET", &format!("/v1/secrets/{}/value", enc(name)), None);
     assert_eq!(st, 200, "{body}");
     (
-        body["secret_string"].as_str().unwrap_or_default().to_string(),
+        body["secret_string"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         body["version_id"].as_str().unwrap_or_default().to_string(),
     )
 }
@@ -221,7 +224,10 @@ fn http_api_key_rotation_mints_tests_and_revokes_keys() {
     // The audit log names the HTTP calls the plugin made, never a key.
     let (_, audit) = s.call("GET", "/v1/audit?max_results=1000", None);
     let text = audit.to_string();
-    assert!(text.contains("/v1/whoami"), "HTTP calls are in the audit trail");
+    assert!(
+        text.contains("/v1/whoami"),
+        "HTTP calls are in the audit trail"
+    );
     assert!(!text.contains("sk_"), "no API key in the audit log");
 }
 
@@ -239,7 +245,10 @@ fn expect_failed_rotation(s: &Server, name: &str, plugin: &str, body: Value) -> 
         &format!("/v1/secrets/{}/rotation?wait=true", enc(name)),
         Some(req),
     );
-    assert!(st >= 400, "{plugin}: a failed rotation is an error ({st} {resp})");
+    assert!(
+        st >= 400,
+        "{plugin}: a failed rotation is an error ({st} {resp})"
+    );
     let (after, after_vid) = current(s, name);
     assert_eq!(after_vid, before_vid, "{plugin}: CURRENT unchanged");
     assert_eq!(after, before);
@@ -274,7 +283,12 @@ fn misbehaving_plugins_fail_their_rotation_and_the_server_stays_healthy() {
     let s = Arc::new(s);
     let s2 = s.clone();
     let looping = std::thread::spawn(move || {
-        expect_failed_rotation(&s2, "test/loop", "looping", json!({"schedule": "rate(1 days)"}))
+        expect_failed_rotation(
+            &s2,
+            "test/loop",
+            "looping",
+            json!({"schedule": "rate(1 days)"}),
+        )
     });
     let started = Instant::now();
     let mut served = 0;
@@ -285,7 +299,10 @@ fn misbehaving_plugins_fail_their_rotation_and_the_server_stays_healthy() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let d = looping.join().expect("looping test thread");
-    assert!(served > 3, "requests were served while the plugin looped ({served})");
+    assert!(
+        served > 3,
+        "requests were served while the plugin looped ({served})"
+    );
     let e = error_text(&d);
     assert!(e.contains("fuel") || e.contains("wall-clock"), "{e}");
 
@@ -349,4 +366,156 @@ fn plugins_importing_filesystem_or_sockets_are_refused_at_install() {
             "nothing installed"
         );
     }
+}
+
+// ------------------------------------------------------------------------------ CLI
+
+#[test]
+fn cli_configures_rotates_describes_and_cancels_rotation() {
+    let (s, plugins) = plugin_server(&["echo"]);
+    create_secret(&s, "test/cli/rot", "v1");
+    let (code, out, err) = common::cli(
+        &s,
+        &[
+            "secret",
+            "rotate",
+            "test/cli/rot",
+            "--plugin",
+            "echo",
+            "--schedule",
+            "rate(10 days)",
+            "--window",
+            "2h",
+            "--config",
+            "mode=fast",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (v1, _) = current(&s, "test/cli/rot");
+    assert!(v1.starts_with("v1-rotated-"), "{v1}");
+
+    // Rotate again with the stored config.
+    let (code, out, err) = common::cli(&s, &["secret", "rotate", "test/cli/rot"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (v2, _) = current(&s, "test/cli/rot");
+    assert_ne!(v2, v1);
+
+    let (code, out, err) = common::cli(
+        &s,
+        &["secret", "describe", "test/cli/rot", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let d: Value = serde_json::from_str(&out).expect("describe JSON");
+    assert_eq!(d["rotation_enabled"], true, "{d}");
+    assert_eq!(d["rotation_plugin"], "echo", "{d}");
+    assert_eq!(
+        d["rotation_rules"]["schedule_expression"], "rate(10 days)",
+        "{d}"
+    );
+    assert_eq!(d["rotation_rules"]["duration"], "2h", "{d}");
+    assert!(d["next_rotation_date"].is_string(), "{d}");
+
+    let (code, out, err) = common::cli(&s, &["secret", "rotate", "test/cli/rot", "--cancel"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let d = describe(&s, "test/cli/rot");
+    assert_eq!(d["rotation_enabled"], false, "{d}");
+
+    // An unknown plugin is a clear error, not a half-configured secret.
+    let (code, _, err) = common::cli(
+        &s,
+        &[
+            "secret",
+            "rotate",
+            "test/cli/rot",
+            "--plugin",
+            "no-such-plugin",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-plugin"), "{err}");
+    assert_eq!(describe(&s, "test/cli/rot")["rotation_enabled"], false);
+
+    // `coffer plugin list` loads the same directory offline.
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::coffer_bin())
+        .args(["plugin", "list", "--output", "json", "--data-dir"])
+        .arg(data.path())
+        .arg("--plugin-dir")
+        .arg(plugins.path())
+        .output()
+        .expect("coffer plugin list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("list JSON");
+    assert_eq!(list[0]["name"], "echo", "{list}");
+    assert_eq!(list[0]["loaded"], true, "{list}");
+}
+
+/// From zero to an installed rotator: scaffold, build for wasm32-wasip2, install, run.
+#[test]
+fn cli_scaffolds_builds_installs_and_runs_a_new_plugin() {
+    coffer_plugins::testing::build_plugins(); // makes sure the wasm target is installed
+    let work = tempfile::tempdir().unwrap();
+    let coffer = |args: &[&str]| {
+        let out = std::process::Command::new(common::coffer_bin())
+            .args(args)
+            .current_dir(work.path())
+            // Share compiled dependencies (wit-bindgen, serde) with the plugins workspace.
+            .env(
+                "CARGO_TARGET_DIR",
+                coffer_plugins::testing::repo_root().join("plugins/target"),
+            )
+            .output()
+            .expect("run coffer");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = coffer(&["plugin", "new", "acme-db"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = coffer(&["plugin", "build", "acme-db"]);
+    assert!(ok, "build: {out}{err}");
+    assert!(work
+        .path()
+        .join("acme-db/coffer_rotator_acme_db.wasm")
+        .is_file());
+    let (ok, out, err) = coffer(&[
+        "plugin",
+        "install",
+        "acme-db",
+        "--no-build",
+        "--data-dir",
+        "data",
+    ]);
+    assert!(ok, "install: {out}{err}");
+    assert!(work
+        .path()
+        .join("data/plugins/acme-db/plugin.toml")
+        .is_file());
+
+    std::fs::write(
+        work.path().join("current.json"),
+        r#"{"username":"app","password":"old"}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = coffer(&[
+        "plugin",
+        "run",
+        "create",
+        "--plugin",
+        "data/plugins/acme-db",
+        "--secret-json",
+        "current.json",
+    ]);
+    assert!(ok, "run: {out}{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("the new value is JSON");
+    assert_eq!(v["username"], "app");
+    let pw = v["password"].as_str().unwrap();
+    assert_eq!(pw.len(), 32, "the template's default password policy");
+    assert_ne!(pw, "old");
 }

@@ -251,7 +251,10 @@ fn new_plugin(a: NewArgs, mode: OutputMode) -> anyhow::Result<()> {
     }
     let root = a.dir.join(&a.name);
     if root.exists() {
-        bail!("{} already exists; pick another name or --dir", root.display());
+        bail!(
+            "{} already exists; pick another name or --dir",
+            root.display()
+        );
     }
     let crate_name = format!("coffer_rotator_{}", a.name.replace('-', "_"));
     let sdk_path = match &a.sdk {
@@ -292,7 +295,8 @@ fn new_plugin(a: NewArgs, mode: OutputMode) -> anyhow::Result<()> {
 /// Builds the crate in `dir` for wasm32-wasip2 (release) and copies the component next to
 /// `plugin.toml` under the name the manifest gives. Returns the copied file.
 fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    let manifest = Manifest::load(&dir.join(MANIFEST_FILE)).with_context(|| format!("reading {}", dir.display()))?;
+    let manifest = Manifest::load(&dir.join(MANIFEST_FILE))
+        .with_context(|| format!("reading {}", dir.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .current_dir(dir)
@@ -355,9 +359,19 @@ impl PluginSecretReader for FileSecrets {
     }
 }
 
-async fn host(dirs: Vec<PathBuf>, cache: PathBuf, secrets: FileSecrets) -> anyhow::Result<PluginHost> {
+async fn host(
+    dirs: Vec<PathBuf>,
+    cache: PathBuf,
+    secrets: FileSecrets,
+) -> anyhow::Result<PluginHost> {
     tokio::task::spawn_blocking(move || {
-        PluginHost::new(PluginHostConfig { dirs, cache_dir: cache }, Arc::new(secrets))
+        PluginHost::new(
+            PluginHostConfig {
+                dirs,
+                cache_dir: cache,
+            },
+            Arc::new(secrets),
+        )
     })
     .await?
     .context("starting the plugin host")
@@ -429,8 +443,11 @@ async fn list(a: ListArgs, mode: OutputMode) -> anyhow::Result<()> {
 // -------------------------------------------------------------------------------- run
 
 fn read_value(path: &Path) -> anyhow::Result<Zeroizing<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ))
 }
 
 async fn run_steps(a: RunArgs, mode: OutputMode) -> anyhow::Result<()> {
@@ -561,7 +578,8 @@ mod tests {
             let text = std::fs::read_to_string(root.join(rel)).unwrap();
             assert!(!text.contains("{{"), "{rel} still has a placeholder");
         }
-        let m = Manifest::load(&root.join(MANIFEST_FILE)).expect("the scaffolded manifest is valid");
+        let m =
+            Manifest::load(&root.join(MANIFEST_FILE)).expect("the scaffolded manifest is valid");
         assert_eq!(m.name, "acme-db");
         assert!(m.wasm_path.ends_with("coffer_rotator_acme_db.wasm"));
         assert!(root.join("vendor/coffer-rotator-sdk/src/lib.rs").exists());

@@ -26,13 +26,25 @@ pub fn prepare() {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Runs SQL as the PostgreSQL superuser; panics with the error on failure.
 pub fn pg_admin(sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
         .args(["-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql])
         .output()
         .expect("run psql");
@@ -57,7 +69,16 @@ pub enum Login {
 /// Logs in to PostgreSQL over TCP with a password and runs `SELECT 1`.
 pub fn pg_login(user: &str, password: &str) -> Login {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", user, "-d", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ])
         .args(["-w", "-Atq", "-c", "SELECT 1"])
         .env("PGPASSWORD", password)
         .output()
@@ -119,7 +140,16 @@ impl Drop for PgRole {
     fn drop(&mut self) {
         let n = &self.name;
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-Atq", "-c"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atq",
+                "-c",
+            ])
             .arg(format!(
                 "DROP ROLE IF EXISTS {n}_clone; DROP ROLE IF EXISTS {n};"
             ))
@@ -130,7 +160,18 @@ impl Drop for PgRole {
 /// Runs SQL as MariaDB root; panics on failure.
 pub fn maria_admin(sql: &str) -> String {
     let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B", "-e", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ])
         .output()
         .expect("run mariadb");
     assert!(
@@ -144,7 +185,18 @@ pub fn maria_admin(sql: &str) -> String {
 /// Logs in to MariaDB over TCP with a password and runs `SELECT 1`.
 pub fn maria_login(user: &str, password: &str) -> Login {
     let out = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", user, "-N", "-B", "-e", "SELECT 1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            user,
+            "-N",
+            "-B",
+            "-e",
+            "SELECT 1",
+        ])
         .env("MYSQL_PWD", password)
         .output()
         .expect("run mariadb");
@@ -172,7 +224,11 @@ impl MariaUser {
         maria_admin(&format!(
             "CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{name}'@'%'"
         ));
-        assert_eq!(maria_login(&name, &password), Login::Ok, "fresh user logs in");
+        assert_eq!(
+            maria_login(&name, &password),
+            Login::Ok,
+            "fresh user logs in"
+        );
         assert_eq!(maria_login(&name, "not-the-password"), Login::BadPassword);
         MariaUser { name, password }
     }
