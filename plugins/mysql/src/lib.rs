@@ -27,8 +27,8 @@
 
 use coffer_rotator_sdk::sql::{self, Connection, Engine, TlsMode, Value};
 use coffer_rotator_sdk::{
-    self as sdk, alternate_username, log, DbSecret, PasswordPolicy, RotationError, Rotator,
-    StepInput, Strategy,
+    self as sdk, alternate_username, log, login_current_or_previous, pending_works, DbSecret,
+    PasswordPolicy, RotationError, Rotator, StepInput, Strategy,
 };
 
 const ENGINE: Engine = Engine::Mysql;
@@ -64,56 +64,6 @@ fn name_limit(input: &StepInput) -> Result<usize, RotationError> {
     }
 }
 
-fn pending_works(pending: &DbSecret, tls: TlsMode) -> Result<bool, RotationError> {
-    match Connection::open(&pending.connect_options(ENGINE, tls)) {
-        Ok(conn) => {
-            conn.query("SELECT 1", &[]).map_err(|e| {
-                RotationError::from(e).context("PENDING logged in but SELECT 1 failed")
-            })?;
-            Ok(true)
-        }
-        Err(e) if e.is_auth() => Ok(false),
-        Err(e) => Err(RotationError::from(e).context("logging in with PENDING")),
-    }
-}
-
-fn login_current_or_previous(
-    input: &StepInput,
-    current: &DbSecret,
-    tls: TlsMode,
-) -> Result<Connection, RotationError> {
-    let current_err = match Connection::open(&current.connect_options(ENGINE, tls)) {
-        Ok(conn) => return Ok(conn),
-        Err(e) if e.is_auth() => e,
-        Err(e) => return Err(RotationError::from(e).context("logging in with CURRENT")),
-    };
-    if let Some(prev) = &input.previous {
-        match DbSecret::parse(&prev.value) {
-            Ok(prev) if prev.username == current.username && prev.same_server(current, ENGINE) => {
-                let mut opts = current.connect_options(ENGINE, tls);
-                opts.password = prev.password;
-                match Connection::open(&opts) {
-                    Ok(conn) => {
-                        log::warn("CURRENT's password was refused; logged in with PREVIOUS's");
-                        return Ok(conn);
-                    }
-                    Err(e) if e.is_auth() => {}
-                    Err(e) => {
-                        return Err(RotationError::from(e).context("logging in with PREVIOUS"))
-                    }
-                }
-            }
-            Ok(_) => log::warn("PREVIOUS is for another user or server; not trying it"),
-            Err(e) => log::warn(format!("PREVIOUS is unusable: {}", e.message())),
-        }
-    }
-    Err(RotationError::auth_failed(format!(
-        "neither CURRENT nor PREVIOUS can log in as {:?}: {}",
-        current.username,
-        current_err.message()
-    )))
-}
-
 /// The host part of the account this connection is logged in as (`SELECT CURRENT_USER()`
 /// returns `user@host`), checked against the expected user name.
 fn current_account_host(conn: &Connection, expected_user: &str) -> Result<String, RotationError> {
@@ -146,11 +96,11 @@ fn set_single_user(
             pending.username, current.username
         )));
     }
-    if pending_works(pending, tls)? {
+    if pending_works(ENGINE, pending, tls)? {
         log::info("PENDING already logs in; nothing to set");
         return Ok(());
     }
-    let conn = login_current_or_previous(input, current, tls)?;
+    let conn = login_current_or_previous(ENGINE, input, current, tls)?;
     let user = &current.username;
     let host = current_account_host(&conn, user)?;
     let acct = account(user, &host);
@@ -307,7 +257,7 @@ fn set_alternating(
             pending.username, expected
         )));
     }
-    if pending_works(pending, tls)? {
+    if pending_works(ENGINE, pending, tls)? {
         log::info("PENDING already logs in; nothing to set");
         return Ok(());
     }

@@ -24,8 +24,8 @@
 
 use coffer_rotator_sdk::sql::{self, Connection, Engine, TlsMode, Value};
 use coffer_rotator_sdk::{
-    self as sdk, alternate_username, log, DbSecret, PasswordPolicy, RotationError, Rotator,
-    StepInput, Strategy,
+    self as sdk, alternate_username, log, login_current_or_previous, pending_works, DbSecret,
+    PasswordPolicy, RotationError, Rotator, StepInput, Strategy,
 };
 
 const ENGINE: Engine = Engine::Postgres;
@@ -44,60 +44,6 @@ fn q(ident: &str) -> String {
     sql::quote_ident(ENGINE, ident)
 }
 
-/// Does PENDING already log in? `Ok(true)`: yes; `Ok(false)`: the server refused the
-/// credentials; `Err`: anything else (unreachable, denied).
-fn pending_works(pending: &DbSecret, tls: TlsMode) -> Result<bool, RotationError> {
-    match Connection::open(&pending.connect_options(ENGINE, tls)) {
-        Ok(conn) => {
-            conn.query("SELECT 1", &[]).map_err(|e| {
-                RotationError::from(e).context("PENDING logged in but SELECT 1 failed")
-            })?;
-            Ok(true)
-        }
-        Err(e) if e.is_auth() => Ok(false),
-        Err(e) => Err(RotationError::from(e).context("logging in with PENDING")),
-    }
-}
-
-/// Logs in as CURRENT; when CURRENT's password is refused, tries PREVIOUS's password for the
-/// same user (a rotation that was interrupted after `set`).
-fn login_current_or_previous(
-    input: &StepInput,
-    current: &DbSecret,
-    tls: TlsMode,
-) -> Result<Connection, RotationError> {
-    let current_err = match Connection::open(&current.connect_options(ENGINE, tls)) {
-        Ok(conn) => return Ok(conn),
-        Err(e) if e.is_auth() => e,
-        Err(e) => return Err(RotationError::from(e).context("logging in with CURRENT")),
-    };
-    if let Some(prev) = &input.previous {
-        match DbSecret::parse(&prev.value) {
-            Ok(prev) if prev.username == current.username && prev.same_server(current, ENGINE) => {
-                let mut opts = current.connect_options(ENGINE, tls);
-                opts.password = prev.password;
-                match Connection::open(&opts) {
-                    Ok(conn) => {
-                        log::warn("CURRENT's password was refused; logged in with PREVIOUS's");
-                        return Ok(conn);
-                    }
-                    Err(e) if e.is_auth() => {}
-                    Err(e) => {
-                        return Err(RotationError::from(e).context("logging in with PREVIOUS"))
-                    }
-                }
-            }
-            Ok(_) => log::warn("PREVIOUS is for another user or server; not trying it"),
-            Err(e) => log::warn(format!("PREVIOUS is unusable: {}", e.message())),
-        }
-    }
-    Err(RotationError::auth_failed(format!(
-        "neither CURRENT nor PREVIOUS can log in as {:?}: {}",
-        current.username,
-        current_err.message()
-    )))
-}
-
 fn set_single_user(
     input: &StepInput,
     current: &DbSecret,
@@ -110,11 +56,11 @@ fn set_single_user(
             pending.username, current.username
         )));
     }
-    if pending_works(pending, tls)? {
+    if pending_works(ENGINE, pending, tls)? {
         log::info("PENDING already logs in; nothing to set");
         return Ok(());
     }
-    let conn = login_current_or_previous(input, current, tls)?;
+    let conn = login_current_or_previous(ENGINE, input, current, tls)?;
     let user = &current.username;
     let stmt = format!(
         "ALTER ROLE {} WITH PASSWORD {}",
@@ -176,7 +122,7 @@ fn set_alternating(
             pending.username, expected
         )));
     }
-    if pending_works(pending, tls)? {
+    if pending_works(ENGINE, pending, tls)? {
         log::info("PENDING already logs in; nothing to set");
         return Ok(());
     }

@@ -56,7 +56,9 @@ use std::marker::PhantomData;
 
 pub use bindings::coffer::rotator::host::PasswordPolicy;
 pub use bindings::coffer::rotator::types::{RotationError, StepInput, Version};
-pub use secret::{alternate_username, DbSecret, Strategy, CLONE_SUFFIX};
+pub use secret::{
+    alternate_username, login_current_or_previous, pending_works, DbSecret, Strategy, CLONE_SUFFIX,
+};
 
 /// Re-exported so that plugins need no direct `serde_json` dependency for simple JSON work.
 pub use serde_json;

@@ -2,8 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::sql::{ConnectOptions, Engine, TlsMode};
-use crate::RotationError;
+use crate::log;
+use crate::sql::{ConnectOptions, Connection, Engine, TlsMode};
+use crate::{RotationError, StepInput};
 
 /// A database credential in AWS's RDS JSON shape:
 /// `{"engine", "host", "port", "username", "password", "dbname", "masterarn"}`.
@@ -231,4 +232,63 @@ pub fn alternate_username(username: &str, limit: usize) -> Result<String, Rotati
         )));
     }
     Ok(alt)
+}
+
+/// Does PENDING already log in? `Ok(true)`: yes; `Ok(false)`: the server refused the
+/// credentials; `Err`: anything else (unreachable, denied).
+pub fn pending_works(
+    engine: Engine,
+    pending: &DbSecret,
+    tls: TlsMode,
+) -> Result<bool, RotationError> {
+    match Connection::open(&pending.connect_options(engine, tls)) {
+        Ok(conn) => {
+            conn.query("SELECT 1", &[]).map_err(|e| {
+                RotationError::from(e).context("PENDING logged in but SELECT 1 failed")
+            })?;
+            Ok(true)
+        }
+        Err(e) if e.is_auth() => Ok(false),
+        Err(e) => Err(RotationError::from(e).context("logging in with PENDING")),
+    }
+}
+
+/// Logs in as CURRENT; when CURRENT's password is refused, tries PREVIOUS's password for the
+/// same user (a rotation that was interrupted after `set`).
+pub fn login_current_or_previous(
+    engine: Engine,
+    input: &StepInput,
+    current: &DbSecret,
+    tls: TlsMode,
+) -> Result<Connection, RotationError> {
+    let current_err = match Connection::open(&current.connect_options(engine, tls)) {
+        Ok(conn) => return Ok(conn),
+        Err(e) if e.is_auth() => e,
+        Err(e) => return Err(RotationError::from(e).context("logging in with CURRENT")),
+    };
+    if let Some(prev) = &input.previous {
+        match DbSecret::parse(&prev.value) {
+            Ok(prev) if prev.username == current.username && prev.same_server(current, engine) => {
+                let mut opts = current.connect_options(engine, tls);
+                opts.password = prev.password;
+                match Connection::open(&opts) {
+                    Ok(conn) => {
+                        log::warn("CURRENT's password was refused; logged in with PREVIOUS's");
+                        return Ok(conn);
+                    }
+                    Err(e) if e.is_auth() => {}
+                    Err(e) => {
+                        return Err(RotationError::from(e).context("logging in with PREVIOUS"))
+                    }
+                }
+            }
+            Ok(_) => log::warn("PREVIOUS is for another user or server; not trying it"),
+            Err(e) => log::warn(format!("PREVIOUS is unusable: {}", e.message())),
+        }
+    }
+    Err(RotationError::auth_failed(format!(
+        "neither CURRENT nor PREVIOUS can log in as {:?}: {}",
+        current.username,
+        current_err.message()
+    )))
 }
