@@ -39,15 +39,16 @@ call -X POST "$BASE/v1/secrets" -d "{\"name\":\"bench/pg\",\"secret_string\":$(j
 call -X POST "$BASE/v1/secrets" -d '{"name":"bench/plain","secret_string":"x"}' >/dev/null
 call -X POST "$BASE/v1/secrets/$NAME/rotation?wait=true" -d '{"plugin":"postgres","config":{"tls":"disable"}}' >/dev/null
 
-ms() { python3 -c 'import time; print(time.perf_counter()*1000)'; }
+timed() { curl -s -o /dev/null -w '%{time_total}\n' -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
+now_ns() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rot=(); put=(); login=()
 for i in $(seq "$N"); do
-  t0=$(ms); call -X POST "$BASE/v1/secrets/$NAME/rotate?wait=true" >/dev/null; t1=$(ms)
-  call -X PUT "$BASE/v1/secrets/bench%2Fplain/value" -d "{\"secret_string\":\"v$i\"}" >/dev/null; t2=$(ms)
+  rot+=("$(timed -X POST "$BASE/v1/secrets/$NAME/rotate?wait=true" | awk '{print $1*1000}')")
+  put+=("$(timed -X PUT "$BASE/v1/secrets/bench%2Fplain/value" -d "{\"secret_string\":\"v$i\"}" | awk '{print $1*1000}')")
   PW=$(call "$BASE/v1/secrets/$NAME/value" | jq -r '.secret_string|fromjson|.password')
-  t3=$(ms); PGPASSWORD=$PW psql -h 127.0.0.1 -U $ROLE -d postgres -Atqc 'SELECT 1' >/dev/null; t4=$(ms)
-  rot+=("$(echo "$t1 - $t0" | bc)"); put+=("$(echo "$t2 - $t1" | bc)"); login+=("$(echo "$t4 - $t3" | bc)")
+  t3=$(now_ns); PGPASSWORD=$PW psql -h 127.0.0.1 -U $ROLE -d postgres -Atqc 'SELECT 1' >/dev/null; t4=$(now_ns)
+  login+=("$(echo "($t4 - $t3) / 1000000" | bc -l)")
 done
 R=$(printf '%s\n' "${rot[@]}" | median); P=$(printf '%s\n' "${put[@]}" | median); L=$(printf '%s\n' "${login[@]}" | median)
 echo "| N | rotation p50 ms | PutSecretValue p50 ms | psql login p50 ms | rotation / put | rotation / login |"
