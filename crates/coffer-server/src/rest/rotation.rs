@@ -66,7 +66,20 @@ async fn run_started(
             rotation_status: "started".into(),
         }));
     }
-    let report = s.run_rotation_now(&c.region, &name).await?;
+    // In a task of its own: a client that hangs up must not cancel a rotation between
+    // two steps (it would resume later, but only once its lease has run out).
+    let report = {
+        let (st, region, name) = (s.clone(), c.region.clone(), name.clone());
+        tokio::spawn(async move { st.run_rotation_now(&region, &name).await })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    format!("the rotation task failed: {e}"),
+                )
+            })??
+    };
     if let RotationOutcome::Failed {
         step,
         kind,
