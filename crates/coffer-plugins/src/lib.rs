@@ -20,6 +20,7 @@ pub mod bindings {
 }
 
 pub mod caps;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod manifest;

@@ -214,6 +214,11 @@ impl HostMatch {
             Self::Exact(h) => *h == host,
         }
     }
+
+    /// Whether this is exactly the IP literal `ip` (not a name, not a wildcard).
+    pub fn is_ip_literal(&self, ip: std::net::IpAddr) -> bool {
+        matches!(self, Self::Exact(h) if h.parse::<std::net::IpAddr>() == Ok(ip))
+    }
 }
 
 impl fmt::Display for HostMatch {
@@ -284,6 +289,11 @@ impl HostPattern {
     /// Whether `host:port` matches.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         self.port.is_none_or(|p| p == port) && self.host.matches(host)
+    }
+
+    /// Whether the pattern names the IP literal `ip` as its host and matches `port`.
+    pub fn names_ip(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        self.port.is_none_or(|p| p == port) && self.host.is_ip_literal(ip)
     }
 }
 
@@ -361,6 +371,11 @@ impl UrlPattern {
     /// Whether a destination matches.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.scheme.as_deref().is_none_or(|s| s == scheme) && self.host.matches(host, port)
+    }
+
+    /// Whether the pattern names the IP literal `ip` as its host and matches the rest.
+    pub fn names_ip(&self, scheme: &str, ip: std::net::IpAddr, port: u16) -> bool {
+        self.scheme.as_deref().is_none_or(|s| s == scheme) && self.host.names_ip(ip, port)
     }
 }
 
@@ -639,6 +654,24 @@ impl Manifest {
             .any(|u| u.matches(scheme, host, port))
     }
 
+    /// Whether a `sql` grant of `engine` names the IP literal `ip` (with `port`) as a host:
+    /// the operator's explicit opt-in to an address the egress block-list refuses.
+    pub fn names_sql_ip(&self, engine: SqlEngine, ip: std::net::IpAddr, port: u16) -> bool {
+        self.capabilities
+            .sql
+            .iter()
+            .filter(|g| g.engine == engine)
+            .any(|g| g.hosts.iter().any(|h| h.names_ip(ip, port)))
+    }
+
+    /// Whether an `http` origin names the IP literal `ip` (with `scheme` and `port`).
+    pub fn names_http_ip(&self, scheme: &str, ip: std::net::IpAddr, port: u16) -> bool {
+        self.capabilities
+            .http
+            .iter()
+            .any(|u| u.names_ip(scheme, ip, port))
+    }
+
     /// Whether the manifest lets the plugin read secret `name`.
     pub fn allows_secret(&self, name: &str) -> bool {
         self.capabilities.secrets.iter().any(|p| p.matches(name))
@@ -792,5 +825,29 @@ step_timeout_secs = 5
         assert!(h.matches("::1", 5));
         assert!(UrlPattern::parse("*://x").is_err());
         assert!(HostPattern::parse("::1:5432").is_err());
+    }
+
+    #[test]
+    fn ip_literals_are_named_only_exactly() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let meta = ip("169.254.169.254");
+        let m = parse(&with(
+            "http = [\"https://api.example.com\", \"http://127.0.0.1:*\"]",
+            "http = [\"http://169.254.169.254\", \"*://*:*\", \"https://[FE80::1]:8443\"]",
+        ))
+        .unwrap();
+        assert!(m.names_http_ip("http", meta, 80));
+        assert!(!m.names_http_ip("https", meta, 80));
+        assert!(!m.names_http_ip("http", meta, 8080));
+        assert!(!m.names_http_ip("http", ip("169.254.1.1"), 80));
+        assert!(m.names_http_ip("https", ip("fe80::1"), 8443));
+        // `*` allows the name but does not name the address.
+        assert!(m.allows_http("http", "169.254.1.1", 80));
+        assert!(!m.names_http_ip("http", ip("169.254.1.1"), 80));
+
+        let m = parse(&with("\"db:*\"", "\"169.254.10.10:*\"")).unwrap();
+        assert!(m.names_sql_ip(SqlEngine::Postgres, ip("169.254.10.10"), 5432));
+        assert!(!m.names_sql_ip(SqlEngine::Mysql, ip("169.254.10.10"), 5432));
+        assert!(!m.names_sql_ip(SqlEngine::Postgres, ip("169.254.10.11"), 5432));
     }
 }

@@ -686,3 +686,79 @@ async fn allowed_destinations_reach_the_real_drivers() {
         f.trail
     );
 }
+
+/// A wildcard manifest allows the name, but the post-DNS block-list still refuses the
+/// metadata address, before any connection (169.254.169.254 would hang or answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_addresses_are_denied_even_under_a_wildcard_manifest() {
+    let plugins = testing::plugin_fixture_dir(&["sql-escape", "http-escape"]);
+    allow_in_manifest(
+        &plugins.path().join("http-escape"),
+        "\"http://127.0.0.1:*\"",
+        "\"http://*:*\"",
+    );
+    allow_in_manifest(
+        &plugins.path().join("sql-escape"),
+        "\"127.0.0.1:5432\"",
+        "\"*:*\"",
+    );
+    let host = PluginHost::new(
+        PluginHostConfig {
+            dirs: vec![plugins.path().to_path_buf()],
+            cache_dir: cache_dir().to_path_buf(),
+        },
+        Arc::new(FakeReader::default()),
+    )
+    .unwrap();
+
+    let t = Instant::now();
+    let f = run(&host, "http-escape", RotationStep::Create, "x", &[], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(f.kind, StepErrorKind::Denied, "{f}");
+    assert!(f.message.contains("capability `http`"), "{}", f.message);
+    assert!(f.message.contains("169.254.169.254"), "{}", f.message);
+    assert!(f.message.contains("blocked"), "{}", f.message);
+    assert!(
+        f.trail.iter().all(|e| !e.detail.contains("->")),
+        "{:?}",
+        f.trail
+    );
+    assert!(
+        f.trail.iter().any(|e| e.kind == "http"
+            && e.detail.contains("denied")
+            && e.detail.contains("blocked")),
+        "{:?}",
+        f.trail
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    let t = Instant::now();
+    let f = run(
+        &host,
+        "sql-escape",
+        RotationStep::Create,
+        "x",
+        &[("target", "169.254.169.254:5432")],
+        &[],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(f.kind, StepErrorKind::Denied, "{f}");
+    assert!(f.message.contains("capability `sql`"), "{}", f.message);
+    assert!(f.message.contains("169.254.169.254"), "{}", f.message);
+    assert!(f.message.contains("blocked"), "{}", f.message);
+    assert!(
+        f.trail.iter().any(|e| e.kind == "sql"
+            && e.detail.contains("denied")
+            && e.detail.contains("blocked")),
+        "{:?}",
+        f.trail
+    );
+    assert!(
+        f.trail.iter().all(|e| !e.detail.contains("connected")),
+        "{:?}",
+        f.trail
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

@@ -1,8 +1,10 @@
 //! `coffer:rotator/http`: outbound HTTP to the origins the manifest lists.
 
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::bindings::coffer::rotator::http::{Error, Host, Request, Response};
+use crate::egress::{self, EgressError};
 use crate::redact::truncate;
 use crate::state::StoreState;
 
@@ -13,15 +15,30 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Largest request body.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// The shared client: rustls, no redirects, no proxies from the environment.
-pub fn client() -> reqwest::Client {
+/// Settings of every client: rustls, no redirects, no proxies from the environment.
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(HTTP_TIMEOUT)
         .user_agent(concat!("coffer-rotator/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The shared client, used for URLs whose host is an IP literal (nothing to resolve).
+pub fn client() -> reqwest::Client {
+    client_builder()
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// A client for one request to `domain` that connects only to `addrs` (the addresses
+/// [`egress::resolve_checked`] approved) instead of resolving `domain` again; TLS still
+/// verifies the certificate against `domain`.
+pub fn pinned_client(domain: &str, addrs: &[SocketAddr]) -> Result<reqwest::Client, Error> {
+    client_builder()
+        .resolve_to_addrs(domain, addrs)
+        .build()
+        .map_err(map_err)
 }
 
 /// The URL as shown in the trail: no user info, query replaced by `?<redacted>`.
@@ -155,11 +172,46 @@ impl Host for StoreState {
             ))));
         }
         let limit = self.step.bounded(HTTP_TIMEOUT);
-        let res = if limit.is_zero() {
+        let started = Instant::now();
+        let checked = if limit.is_zero() {
             Err(Error::Timeout)
         } else {
-            let client = self.step.http.clone();
-            send(&client, method.clone(), url, request, limit).await
+            let manifest = self.step.manifest.clone();
+            let scheme = url.scheme().to_string();
+            let check = egress::resolve_checked(&host, port, |ip| {
+                manifest.names_http_ip(&scheme, ip, port)
+            });
+            match tokio::time::timeout(limit, check).await {
+                Err(_) => Err(Error::Timeout),
+                Ok(Ok(addrs)) => Ok(addrs),
+                Ok(Err(EgressError::Lookup(m))) => Err(Error::Connect(m)),
+                Ok(Err(EgressError::Blocked(m))) => {
+                    self.step
+                        .record("http", format!("{method} {shown}: denied, {m}"));
+                    return Ok(Err(Error::Denied(format!(
+                        "capability `http` refuses {}://{host}:{port}: {m} (capabilities.http in {})",
+                        url.scheme(),
+                        self.step.manifest_path()
+                    ))));
+                }
+            }
+        };
+        let res = match checked {
+            Err(e) => Err(e),
+            Ok(addrs) => {
+                let client = if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
+                    // An IP literal: reqwest connects to it without resolving anything.
+                    Ok(self.step.http.clone())
+                } else {
+                    pinned_client(&host, &addrs)
+                };
+                let left = limit.saturating_sub(started.elapsed());
+                match client {
+                    Err(e) => Err(e),
+                    Ok(_) if left.is_zero() => Err(Error::Timeout),
+                    Ok(c) => send(&c, method.clone(), url, request, left).await,
+                }
+            }
         };
         let outcome = match &res {
             Ok(r) => r.status.to_string(),
@@ -189,5 +241,33 @@ mod tests {
     fn urls_are_shown_without_query_or_credentials() {
         let u = reqwest::Url::parse("https://me:pw@api.example.com/v1/keys?token=abc#x").unwrap();
         assert_eq!(shown_url(&u), "https://api.example.com/v1/keys?<redacted>");
+    }
+
+    /// The pinned client connects to the checked address, never resolving the name
+    /// (`.invalid` cannot resolve), and keeps the shared settings (no redirects).
+    #[tokio::test]
+    async fn pinned_client_connects_to_the_checked_address() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let host_seen = String::from_utf8_lossy(&buf[..n])
+                    .to_ascii_lowercase()
+                    .contains("host: pinned.invalid");
+                let head = if host_seen {
+                    "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                let _ = sock.write_all(head.as_bytes()).await;
+            }
+        });
+        let client = pinned_client("pinned.invalid", &[addr]).unwrap();
+        let url = format!("http://pinned.invalid:{}/", addr.port());
+        let resp = client.get(url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
     }
 }

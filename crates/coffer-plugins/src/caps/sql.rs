@@ -1,7 +1,8 @@
 //! `coffer:rotator/sql`: connections through tokio-postgres and mysql_async, checked
 //! against the manifest before any socket is opened.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use wasmtime::component::Resource;
 use crate::bindings::coffer::rotator::sql::{
     ConnectOptions, Engine, Error, Host, HostConnection, RowSet, TlsMode, Value,
 };
+use crate::egress::{self, EgressError};
 use crate::manifest::SqlEngine;
 use crate::redact::truncate;
 use crate::state::StoreState;
@@ -301,7 +303,13 @@ fn error_word(e: &Error) -> &'static str {
     }
 }
 
-async fn connect(o: &ConnectOptions, limit: Duration) -> Result<ConnInner, Error> {
+/// Connects to `addrs`, the addresses [`egress::resolve_checked`] approved for `o.host`;
+/// the drivers do not resolve `o.host` again, it only names the server for TLS.
+async fn connect(
+    o: &ConnectOptions,
+    addrs: &[SocketAddr],
+    limit: Duration,
+) -> Result<ConnInner, Error> {
     if limit.is_zero() {
         return Err(Error::Timeout);
     }
@@ -309,8 +317,13 @@ async fn connect(o: &ConnectOptions, limit: Duration) -> Result<ConnInner, Error
         Engine::Postgres => {
             use tokio_postgres::config::SslMode;
             let mut cfg = tokio_postgres::Config::new();
-            cfg.host(&o.host)
-                .port(o.port)
+            // One `host` per `hostaddr`: tokio-postgres connects to `hostaddr` and uses
+            // `host` only as the TLS server name (verify-full checks the certificate
+            // against the name, not the address).
+            for a in addrs {
+                cfg.host(&o.host).hostaddr(a.ip());
+            }
+            cfg.port(o.port)
                 .user(&o.user)
                 .password(o.password.as_bytes())
                 .application_name("coffer-rotator")
@@ -357,8 +370,13 @@ async fn connect(o: &ConnectOptions, limit: Duration) -> Result<ConnInner, Error
                         .with_danger_skip_domain_validation(true),
                 ),
             };
+            // `resolved_ips`: mysql_async connects to these without resolving the name
+            // again and verifies the certificate against `ip_or_hostname` (or the TLS
+            // hostname override, unset here), so TLS still checks the name.
+            let ips: Vec<std::net::IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
             let opts = mysql_async::OptsBuilder::default()
                 .ip_or_hostname(o.host.clone())
+                .resolved_ips(Some(ips))
                 .tcp_port(o.port)
                 .user(Some(o.user.clone()))
                 .pass(Some(o.password.clone()))
@@ -543,7 +561,34 @@ impl HostConnection for StoreState {
             ))));
         }
         let limit = self.step.bounded(CONNECT_TIMEOUT);
-        match connect(&options, limit).await {
+        let started = Instant::now();
+        let manifest = self.step.manifest.clone();
+        let port = options.port;
+        let checked = if limit.is_zero() {
+            Err(Error::Timeout)
+        } else {
+            let check = egress::resolve_checked(&options.host, port, |ip| {
+                manifest.names_sql_ip(engine, ip, port)
+            });
+            match tokio::time::timeout(limit, check).await {
+                Err(_) => Err(Error::Timeout),
+                Ok(Ok(addrs)) => Ok(addrs),
+                Ok(Err(EgressError::Lookup(m))) => Err(Error::Connect(m)),
+                Ok(Err(EgressError::Blocked(m))) => {
+                    self.step
+                        .record("sql", format!("{engine} {dest} user={user}: denied, {m}"));
+                    return Ok(Err(Error::Denied(format!(
+                        "capability `sql` ({engine}) refuses {dest}: {m} (capabilities.sql in {})",
+                        self.step.manifest_path()
+                    ))));
+                }
+            }
+        };
+        let res = match checked {
+            Ok(addrs) => connect(&options, &addrs, limit.saturating_sub(started.elapsed())).await,
+            Err(e) => Err(e),
+        };
+        match res {
             Ok(inner) => {
                 self.step.open_connections += 1;
                 let tls = match options.tls {
