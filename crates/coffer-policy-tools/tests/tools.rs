@@ -248,9 +248,23 @@ async fn symbolic_diff_finds_the_widening_with_a_counterexample() {
     let base = coffer_policy_tools::load(base.path()).unwrap();
     let new = coffer_policy_tools::load(new.path()).unwrap();
     let report = symbolic_diff(&base, &new).await.unwrap();
+    // One environment per action for users, plus the one the schema opens to rotation
+    // plugins (a Plugin may only GetSecretValue).
+    let user_envs = report
+        .environments
+        .iter()
+        .filter(|e| e.principal_type == "Coffer::User")
+        .count();
+    assert_eq!(user_envs, coffer_policy::all_actions().len());
+    let others: Vec<_> = report
+        .environments
+        .iter()
+        .filter(|e| e.principal_type != "Coffer::User")
+        .map(|e| (e.principal_type.as_str(), e.action.as_str()))
+        .collect();
     assert_eq!(
-        report.environments.len(),
-        coffer_policy::all_actions().len()
+        others,
+        vec![("Coffer::Plugin", "Coffer::Action::\"GetSecretValue\"")]
     );
     let changed: Vec<_> = report
         .environments
@@ -272,11 +286,11 @@ async fn symbolic_diff_finds_the_widening_with_a_counterexample() {
     assert!(cex.base.starts_with("deny"), "{}", cex.base);
     assert_eq!(cex.new, "allow (permitted by deployer-reads-db-password)");
     assert!(report.widens());
-    // Sorted by action.
-    let actions: Vec<&str> = report
+    // Sorted by principal type, then action.
+    let actions: Vec<(&str, &str)> = report
         .environments
         .iter()
-        .map(|e| e.action.as_str())
+        .map(|e| (e.principal_type.as_str(), e.action.as_str()))
         .collect();
     let mut sorted = actions.clone();
     sorted.sort();
