@@ -28,7 +28,7 @@
 use coffer_rotator_sdk::sql::{self, Connection, Engine, TlsMode, Value};
 use coffer_rotator_sdk::{
     self as sdk, alternate_username, log, login_current_or_previous, pending_works, DbSecret,
-    PasswordPolicy, RotationError, Rotator, StepInput, Strategy,
+    RotationError, Rotator, StepInput, Strategy,
 };
 
 const ENGINE: Engine = Engine::Mysql;
@@ -39,9 +39,7 @@ const DEFAULT_NAME_LIMIT: usize = 80;
 struct Mysql;
 
 fn parse(label: &str, value: &str) -> Result<DbSecret, RotationError> {
-    let s = DbSecret::parse(value).map_err(|e| e.context(label))?;
-    s.check_engine(ENGINE).map_err(|e| e.context(label))?;
-    Ok(s)
+    sdk::parse_db_secret(ENGINE, label, value)
 }
 
 fn q(ident: &str) -> String {
@@ -333,14 +331,7 @@ fn set_alternating(
 
 impl Rotator for Mysql {
     fn create(input: &StepInput) -> Result<String, RotationError> {
-        let strategy = Strategy::from_config(input)?;
-        sql::tls_mode(input)?;
-        let mut secret = parse("CURRENT", &input.current.value)?;
-        if strategy == Strategy::AlternatingUsers {
-            secret.username = alternate_username(&secret.username, name_limit(input)?)?;
-        }
-        secret.password = sdk::generate_password(&PasswordPolicy::from_config(input)?)?;
-        Ok(secret.to_json())
+        sdk::create_db_pending(ENGINE, input, name_limit(input)?)
     }
 
     fn set(input: &StepInput) -> Result<(), RotationError> {
@@ -360,24 +351,7 @@ impl Rotator for Mysql {
     }
 
     fn test(input: &StepInput) -> Result<(), RotationError> {
-        let tls = sql::tls_mode(input)?;
-        let pending = parse("PENDING", &input.pending()?.value)?;
-        let conn =
-            Connection::open(&pending.connect_options(ENGINE, tls)).map_err(|e| match e {
-                sql::Error::Auth(m) => RotationError::verification_failed(format!(
-                    "PENDING cannot log in as {:?}: {m}",
-                    pending.username
-                )),
-                e => RotationError::from(e).context("logging in with PENDING"),
-            })?;
-        conn.query("SELECT 1", &[]).map_err(|e| {
-            RotationError::verification_failed(format!(
-                "PENDING logged in but SELECT 1 failed: {}",
-                e.message()
-            ))
-        })?;
-        log::info(format!("PENDING logs in as {:?}", pending.username));
-        Ok(())
+        sdk::test_db_pending(ENGINE, input, "SELECT 1")
     }
 }
 

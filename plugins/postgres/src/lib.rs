@@ -25,7 +25,7 @@
 use coffer_rotator_sdk::sql::{self, Connection, Engine, TlsMode, Value};
 use coffer_rotator_sdk::{
     self as sdk, alternate_username, log, login_current_or_previous, pending_works, DbSecret,
-    PasswordPolicy, RotationError, Rotator, StepInput, Strategy,
+    RotationError, Rotator, StepInput, Strategy,
 };
 
 const ENGINE: Engine = Engine::Postgres;
@@ -35,9 +35,7 @@ const NAME_LIMIT: usize = 63;
 struct Postgres;
 
 fn parse(label: &str, value: &str) -> Result<DbSecret, RotationError> {
-    let s = DbSecret::parse(value).map_err(|e| e.context(label))?;
-    s.check_engine(ENGINE).map_err(|e| e.context(label))?;
-    Ok(s)
+    sdk::parse_db_secret(ENGINE, label, value)
 }
 
 fn q(ident: &str) -> String {
@@ -185,14 +183,7 @@ fn set_alternating(
 
 impl Rotator for Postgres {
     fn create(input: &StepInput) -> Result<String, RotationError> {
-        let strategy = Strategy::from_config(input)?;
-        sql::tls_mode(input)?;
-        let mut secret = parse("CURRENT", &input.current.value)?;
-        if strategy == Strategy::AlternatingUsers {
-            secret.username = alternate_username(&secret.username, NAME_LIMIT)?;
-        }
-        secret.password = sdk::generate_password(&PasswordPolicy::from_config(input)?)?;
-        Ok(secret.to_json())
+        sdk::create_db_pending(ENGINE, input, NAME_LIMIT)
     }
 
     fn set(input: &StepInput) -> Result<(), RotationError> {
@@ -212,24 +203,7 @@ impl Rotator for Postgres {
     }
 
     fn test(input: &StepInput) -> Result<(), RotationError> {
-        let tls = sql::tls_mode(input)?;
-        let pending = parse("PENDING", &input.pending()?.value)?;
-        let conn =
-            Connection::open(&pending.connect_options(ENGINE, tls)).map_err(|e| match e {
-                sql::Error::Auth(m) => RotationError::verification_failed(format!(
-                    "PENDING cannot log in as {:?}: {m}",
-                    pending.username
-                )),
-                e => RotationError::from(e).context("logging in with PENDING"),
-            })?;
-        conn.query("SELECT now()", &[]).map_err(|e| {
-            RotationError::verification_failed(format!(
-                "PENDING logged in but SELECT now() failed: {}",
-                e.message()
-            ))
-        })?;
-        log::info(format!("PENDING logs in as {:?}", pending.username));
-        Ok(())
+        sdk::test_db_pending(ENGINE, input, "SELECT now()")
     }
 }
 

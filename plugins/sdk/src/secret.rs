@@ -292,3 +292,58 @@ pub fn login_current_or_previous(
         current_err.message()
     )))
 }
+
+/// Parses a version's value as a [`DbSecret`] for `engine`; errors name the version
+/// (`label`, e.g. "CURRENT").
+pub fn parse_db_secret(
+    engine: Engine,
+    label: &str,
+    value: &str,
+) -> Result<DbSecret, RotationError> {
+    let s = DbSecret::parse(value).map_err(|e| e.context(label))?;
+    s.check_engine(engine).map_err(|e| e.context(label))?;
+    Ok(s)
+}
+
+/// The `create` step of a database rotator: CURRENT with a new password from the rotation
+/// config's password policy, and for alternating users the other user name (at most
+/// `name_limit` characters).
+pub fn create_db_pending(
+    engine: Engine,
+    input: &StepInput,
+    name_limit: usize,
+) -> Result<String, RotationError> {
+    let strategy = Strategy::from_config(input)?;
+    crate::sql::tls_mode(input)?;
+    let mut secret = parse_db_secret(engine, "CURRENT", &input.current.value)?;
+    if strategy == Strategy::AlternatingUsers {
+        secret.username = alternate_username(&secret.username, name_limit)?;
+    }
+    secret.password = crate::generate_password(&crate::PasswordPolicy::from_config(input)?)?;
+    Ok(secret.to_json())
+}
+
+/// The `test` step of a database rotator: log in with PENDING and run `probe`.
+pub fn test_db_pending(
+    engine: Engine,
+    input: &StepInput,
+    probe: &str,
+) -> Result<(), RotationError> {
+    let tls = crate::sql::tls_mode(input)?;
+    let pending = parse_db_secret(engine, "PENDING", &input.pending()?.value)?;
+    let conn = Connection::open(&pending.connect_options(engine, tls)).map_err(|e| match e {
+        crate::sql::Error::Auth(m) => RotationError::verification_failed(format!(
+            "PENDING cannot log in as {:?}: {m}",
+            pending.username
+        )),
+        e => RotationError::from(e).context("logging in with PENDING"),
+    })?;
+    conn.query(probe, &[]).map_err(|e| {
+        RotationError::verification_failed(format!(
+            "PENDING logged in but {probe} failed: {}",
+            e.message()
+        ))
+    })?;
+    log::info(format!("PENDING logs in as {:?}", pending.username));
+    Ok(())
+}
