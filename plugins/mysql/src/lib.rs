@@ -335,18 +335,10 @@ impl Rotator for Mysql {
     }
 
     fn set(input: &StepInput) -> Result<(), RotationError> {
-        let strategy = Strategy::from_config(input)?;
-        let tls = sql::tls_mode(input)?;
-        let current = parse("CURRENT", &input.current.value)?;
-        let pending = parse("PENDING", &input.pending()?.value)?;
-        if !pending.same_server(&current, ENGINE) {
-            return Err(RotationError::invalid_secret(
-                "PENDING points at another server than CURRENT",
-            ));
-        }
-        match strategy {
-            Strategy::SingleUser => set_single_user(input, &current, &pending, tls),
-            Strategy::AlternatingUsers => set_alternating(input, &current, &pending, tls),
+        let s = sdk::prepare_db_set(ENGINE, input)?;
+        match s.strategy {
+            Strategy::SingleUser => set_single_user(input, &s.current, &s.pending, s.tls),
+            Strategy::AlternatingUsers => set_alternating(input, &s.current, &s.pending, s.tls),
         }
     }
 

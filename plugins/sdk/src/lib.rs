@@ -58,7 +58,7 @@ pub use bindings::coffer::rotator::host::PasswordPolicy;
 pub use bindings::coffer::rotator::types::{RotationError, StepInput, Version};
 pub use secret::{
     alternate_username, create_db_pending, login_current_or_previous, parse_db_secret,
-    pending_works, test_db_pending, DbSecret, Strategy, CLONE_SUFFIX,
+    pending_works, prepare_db_set, test_db_pending, DbSecret, DbSetInput, Strategy, CLONE_SUFFIX,
 };
 
 /// Re-exported so that plugins need no direct `serde_json` dependency for simple JSON work.

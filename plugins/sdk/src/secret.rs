@@ -347,3 +347,35 @@ pub fn test_db_pending(
     log::info(format!("PENDING logs in as {:?}", pending.username));
     Ok(())
 }
+
+/// What the `set` step of a database rotator starts from: the strategy and TLS mode of the
+/// rotation config, CURRENT and PENDING (checked to point at the same server).
+pub struct DbSetInput {
+    /// From config `strategy`.
+    pub strategy: Strategy,
+    /// From config `tls`.
+    pub tls: TlsMode,
+    /// The CURRENT credentials.
+    pub current: DbSecret,
+    /// The PENDING credentials.
+    pub pending: DbSecret,
+}
+
+/// Parses and checks the input of a database rotator's `set` step.
+pub fn prepare_db_set(engine: Engine, input: &StepInput) -> Result<DbSetInput, RotationError> {
+    let strategy = Strategy::from_config(input)?;
+    let tls = crate::sql::tls_mode(input)?;
+    let current = parse_db_secret(engine, "CURRENT", &input.current.value)?;
+    let pending = parse_db_secret(engine, "PENDING", &input.pending()?.value)?;
+    if !pending.same_server(&current, engine) {
+        return Err(RotationError::invalid_secret(
+            "PENDING points at another server than CURRENT",
+        ));
+    }
+    Ok(DbSetInput {
+        strategy,
+        tls,
+        current,
+        pending,
+    })
+}
