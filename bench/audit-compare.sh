@@ -1,29 +1,118 @@
 #!/usr/bin/env bash
-# GetSecretValue with authorization + audit (new build) vs without audit (issue-2 build),
-# and the axum ceiling, round-robin in one run.
-set -u
+# What authorization + the audit log cost GetSecretValue (issue 3's target: under 20% of
+# throughput). Round-robin in one run, so this machine's noise hits every target alike:
+#   ceiling     bare axum hello-world (../shared/bench/build-ceiling.sh)
+#   no-audit    this tree with the audit middleware removed (built here, see below);
+#               authorization on, the same policies
+#   audit       this tree as it ships: scope-indexed Cedar policies and the fail-closed,
+#               hash-chained audit log (every response waits until its record is durable)
+#   [old]       OLD_BIN: any other build to compare, e.g. an earlier release
+# Each case at CONNS connections (default 32) and at 1 connection (latency-bound).
+#
+# usage: bench/audit-compare.sh [ROUNDS=3]
+# env:   AUDIT_BIN      skip building the shipped tree; use this binary
+#        NO_AUDIT_BIN   skip building the no-audit variant; use this binary
+#        OLD_BIN        a third build to measure alongside (optional)
+#        BENCH_TARGET_DIR  cargo target dir for the no-audit variant (default target/bench-no-audit)
+#        CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  SHARED_BENCH=../shared/bench
+# The no-audit variant is HEAD (committed code) in a temporary git worktree with the one
+# line that installs the audit middleware deleted; handlers then record into a detached
+# draft that nothing writes. Needs wrk, curl, git, cargo. Traffic goes to 127.0.0.1 only.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+ROUNDS=${1:-3}
+SHARED_BENCH=${SHARED_BENCH:-$ROOT/../shared/bench}
+CONNS=${CONNS:-32}; THREADS=${THREADS:-2}; DURATION=${DURATION:-10s}; WARMUP=${WARMUP:-2s}
+for t in wrk curl git cargo; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+
+WORK=$(mktemp -d /tmp/audit-compare.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ -z ${AUDIT_BIN:-} ]]; then
+  echo "building the shipped tree (release)…" >&2
+  (cd "$ROOT" && cargo build --release --quiet --bin coffer)
+  AUDIT_BIN="$ROOT/target/release/coffer"
+fi
+if [[ -z ${NO_AUDIT_BIN:-} ]]; then
+  echo "building HEAD without the audit middleware (release)…" >&2
+  WT="$WORK/no-audit-src"
+  git -C "$ROOT" worktree add --detach --quiet "$WT" HEAD
+  LAYER='from_fn_with_state(audit, audit::record)'
+  grep -q "$LAYER" "$WT/crates/coffer-server/src/lib.rs" || { echo "the audit layer line moved; update $0" >&2; exit 1; }
+  sed -i "/$LAYER/d" "$WT/crates/coffer-server/src/lib.rs"
+  (cd "$WT" && CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit} cargo build --release --quiet --bin coffer)
+  cp "${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit}/release/coffer" "$WORK/coffer-no-audit"
+  git -C "$ROOT" worktree remove --force "$WT"
+  NO_AUDIT_BIN="$WORK/coffer-no-audit"
+fi
+
 V='{"name":"bench/read","secret_string":"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234"}'
-start() { # BIN PORT POLICYDIR
-  local d; d=$(mktemp -d /tmp/acmp.XXXX)
-  "$1" server --listen 127.0.0.1:$2 --data-dir $d/data --policy-dir $3 >/dev/null 2>&1 &
-  echo "$! $d"
+declare -A PORT TOKEN
+start() { # NAME BIN PORT
+  local d="$WORK/$1"
+  "$2" server --listen 127.0.0.1:$3 --data-dir "$d/data" --policy-dir "$ROOT/policies" >"$d.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$3/readyz" >/dev/null && break; sleep 0.1; done
+  PORT[$1]=$3; TOKEN[$1]=$(cat "$d/data/admin-token")
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer ${TOKEN[$1]}" -d "$V" "http://127.0.0.1:$3/v1/secrets"
 }
-read P1 D1 < <(start ${NO_AUDIT_BIN:?build of commit 5d5a256 (before audit)} 18361 ${NO_AUDIT_POLICIES:?policies of that commit})
-read P2 D2 < <(start ${AUDIT_BIN:-target/release/coffer} 18362 ${POLICIES:-policies})
-CEIL=$(${SHARED_BENCH:-../shared/bench}/build-ceiling.sh); ADDR=127.0.0.1:18081 "$CEIL" >/dev/null 2>&1 & P3=$!
-sleep 2
-T1=$(cat $D1/data/admin-token); T2=$(cat $D2/data/admin-token)
-curl -s -o /dev/null -X POST -H "Authorization: Bearer $T1" -d "$V" http://127.0.0.1:18361/v1/secrets
-curl -s -o /dev/null -X POST -H "Authorization: Bearer $T2" -d "$V" http://127.0.0.1:18362/v1/secrets
-run() { # LABEL URL PATH TOKEN
-  BENCH_METHOD=GET BENCH_PATH=$3 BENCH_AUTH="Authorization: Bearer $4" wrk -t2 -c32 -d2s -s $(dirname "$0")/coffer.lua $2 >/dev/null
-  r=$(BENCH_METHOD=GET BENCH_PATH=$3 BENCH_AUTH="Authorization: Bearer $4" wrk -t2 -c32 -d10s -s $(dirname "$0")/coffer.lua $2 | grep RESULT)
-  echo "$1 $r"
+start no-audit "$NO_AUDIT_BIN" 18361
+start audit "$AUDIT_BIN" 18362
+TARGETS=(no-audit audit)
+if [[ -n ${OLD_BIN:-} ]]; then start old "$OLD_BIN" 18363; TARGETS+=(old); fi
+CEIL=$("$SHARED_BENCH/build-ceiling.sh"); ADDR=127.0.0.1:18081 "$CEIL" >/dev/null 2>&1 & PIDS+=($!)
+sleep 1
+
+run() { # URL PATH TOKEN CONNS -> req/s p50
+  local threads=$THREADS; (( $4 < threads )) && threads=$4
+  BENCH_METHOD=GET BENCH_PATH=$2 BENCH_AUTH="Authorization: Bearer $3" \
+    wrk -t"$threads" -c"$4" -d"$WARMUP" -s "$HERE/coffer.lua" "$1" >/dev/null
+  BENCH_METHOD=GET BENCH_PATH=$2 BENCH_AUTH="Authorization: Bearer $3" \
+    wrk -t"$threads" -c"$4" -d"$DURATION" --latency -s "$HERE/coffer.lua" "$1" |
+    awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} END {printf "%d %s\n", rps, p50}'
 }
-for round in 1 2 3; do
-  run ceiling http://127.0.0.1:18081 /hello x
-  run get-no-audit http://127.0.0.1:18361 /v1/secrets/bench%2Fread/value $T1
-  run get-authz+audit http://127.0.0.1:18362 /v1/secrets/bench%2Fread/value $T2
+ROWS="$WORK/rows"
+for round in $(seq "$ROUNDS"); do
+  for c in "$CONNS" 1; do
+    echo "$round $c ceiling $(run http://127.0.0.1:18081 /hello x "$c")" | tee -a "$ROWS" >&2
+    for t in "${TARGETS[@]}"; do
+      echo "$round $c $t $(run "http://127.0.0.1:${PORT[$t]}" /v1/secrets/bench%2Fread/value "${TOKEN[$t]}" "$c")" | tee -a "$ROWS" >&2
+    done
+  done
 done
-echo "audit records: $(curl -s -H "Authorization: Bearer $T2" 'http://127.0.0.1:18362/v1/audit?max_results=1&order=desc' | head -c 300)"
-kill $P1 $P2 $P3; sleep 1; rm -rf $D1 $D2
+records=$(curl -s -H "Authorization: Bearer ${TOKEN[audit]}" "http://127.0.0.1:18362/v1/audit?max_results=1" | grep -o '"seq":[0-9]*' | head -1)
+verify=$(curl -s -X POST -H "Authorization: Bearer ${TOKEN[audit]}" "http://127.0.0.1:18362/v1/audit/verify")
+
+# Medians per (connections, target), and the cost of audit+authz against no-audit.
+python3 - "$ROWS" "${TARGETS[@]}" <<'EOF'
+import sys, statistics
+def ms(v):
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float("nan")
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+targets = ["ceiling"] + sys.argv[2:]
+print("| connections | target | req/s (median) | p50 (median) | vs no-audit |")
+print("|---|---|---|---|---|")
+for c in sorted({r[1] for r in rows}, key=int, reverse=True):
+    med = {}
+    for t in targets:
+        rs = [int(r[3]) for r in rows if r[1] == c and r[2] == t]
+        ps = [ms(r[4]) for r in rows if r[1] == c and r[2] == t]
+        if not rs:
+            continue
+        med[t] = statistics.median(rs)
+        base = med.get("no-audit")
+        vs = "" if t in ("ceiling", "no-audit") or not base else f"{(med[t] / base - 1) * 100:+.1f}%"
+        print(f"| {c} | {t} | {med[t]:,.0f} | {statistics.median(ps):.2f} ms | {vs} |")
+EOF
+echo "audit log after the run: newest $records; verify: $verify"

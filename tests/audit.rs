@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use coffer_store::{Batch, SledStore, Store};
 use common::{cli, coffer_bin, enc, Opts, Server};
 use serde_json::{json, Value};
 
@@ -562,33 +561,34 @@ fn verify_offline(dir: &Path) -> (i32, String, String) {
     )
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
+/// The stopped server's audit segment (a dozen records fit in the first one).
+fn segment(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("audit"))
+        .expect("audit directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "one segment: {files:?}");
+    files.remove(0)
 }
 
-fn record_key(seq: u64) -> Vec<u8> {
-    format!("audit/{seq:020}").into_bytes()
+/// The records of the stopped server's log, as stored (one JSON record per line).
+fn stored_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(segment(dir))
+        .expect("read segment")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
-/// Opens the stopped server's store, applies `change`, makes it durable, closes it.
-fn tamper(dir: &Path, change: impl FnOnce(&SledStore, &mut Batch)) {
-    let store = SledStore::open(dir).expect("open store (server stopped)");
-    let mut b = Batch::default();
-    change(&store, &mut b);
-    store.apply(&b).expect("apply");
-    block_on(store.sync()).expect("sync");
-}
-
-fn raw(dir: &Path, seq: u64) -> Vec<u8> {
-    let store = SledStore::open(dir).expect("open store");
-    store
-        .get(&record_key(seq))
-        .expect("get")
-        .expect("record exists")
+/// Rewrites the stopped server's log with `change` applied to its lines.
+fn tamper(dir: &Path, change: impl FnOnce(&mut Vec<String>)) {
+    let mut lines = stored_lines(dir);
+    change(&mut lines);
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(segment(dir), text).expect("write segment");
 }
 
 fn assert_verify_fails_at(dir: &Path, seq: u64, kind: &str) {
@@ -624,35 +624,35 @@ fn editing_deleting_or_swapping_a_stored_record_fails_verify_naming_it() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OK: 12 records"), "{out}");
 
+    let original = stored_lines(&dir);
+    let restore = |dir: &Path| {
+        tamper(dir, |l| l.clone_from(&original));
+        assert_eq!(verify_offline(dir).0, 0, "restored log verifies");
+    };
+
     // (a) One field of record 4 edited: its status.
-    let original = raw(&dir, 4);
-    tamper(&dir, |_, b| {
-        let mut v: Value = serde_json::from_slice(&original).expect("json");
+    tamper(&dir, |l| {
+        let mut v: Value = serde_json::from_str(&l[3]).expect("json");
         v["status"] = json!(403);
-        b.put(&record_key(4), &serde_json::to_vec(&v).expect("json"));
+        l[3] = v.to_string();
     });
     assert_verify_fails_at(&dir, 4, "altered");
-    tamper(&dir, |_, b| {
-        b.put(&record_key(4), &original);
-    });
-    assert_eq!(verify_offline(&dir).0, 0, "restored log verifies");
+    restore(&dir);
 
     // (b) Record 6 deleted.
-    let original = raw(&dir, 6);
-    tamper(&dir, |_, b| {
-        b.delete(&record_key(6));
+    tamper(&dir, |l| {
+        l.remove(5);
     });
     assert_verify_fails_at(&dir, 6, "removed");
-    tamper(&dir, |_, b| {
-        b.put(&record_key(6), &original);
-    });
-    assert_eq!(verify_offline(&dir).0, 0, "restored log verifies");
+    restore(&dir);
 
-    // (c) Records 3 and 9 swapped.
-    let (three, nine) = (raw(&dir, 3), raw(&dir, 9));
-    tamper(&dir, |_, b| {
-        b.put(&record_key(3), &nine).put(&record_key(9), &three);
-    });
+    // (c) The newest two records cut off: the checkpoint written at shutdown names them.
+    tamper(&dir, |l| l.truncate(10));
+    assert_verify_fails_at(&dir, 11, "removed");
+    restore(&dir);
+
+    // (d) Records 3 and 9 swapped.
+    tamper(&dir, |l| l.swap(2, 8));
     assert_verify_fails_at(&dir, 3, "reordered");
     // JSON output names it too.
     let out = Command::new(coffer_bin())
@@ -664,9 +664,7 @@ fn editing_deleting_or_swapping_a_stored_record_fails_verify_naming_it() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["ok"], json!(false));
     assert_eq!(report["first_bad_seq"], json!(3));
-    tamper(&dir, |_, b| {
-        b.put(&record_key(3), &three).put(&record_key(9), &nine);
-    });
+    restore(&dir);
 
     // Restored and restarted: the log continues the same chain.
     let s = s.restart_after(|_| {});

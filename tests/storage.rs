@@ -221,5 +221,5 @@ fn first_start_writes_root_key_and_admin_token_private() {
         assert_eq!(mode, 0o600, "{f}");
     }
     let fmt = std::fs::read_to_string(s.data_dir.join("FORMAT")).unwrap();
-    assert_eq!(fmt.trim(), "coffer-data-format 1");
+    assert_eq!(fmt.trim(), "coffer-data-format 2");
 }

@@ -177,7 +177,15 @@ fn report_verification(mode: OutputMode, r: &VerifyAuditResponse) -> anyhow::Res
                 out,
                 "OK: {} records, chain intact (head: record {})",
                 r.records_checked, r.head_seq
-            )
+            )?;
+            match r.removed_through {
+                Some(n) => writeln!(
+                    out,
+                    "records 1–{n} were removed by retention; the chain was checked from record {}",
+                    n + 1
+                ),
+                None => Ok(()),
+            }
         } else {
             writeln!(
                 out,

@@ -1052,7 +1052,7 @@ pub struct VerifyAuditResponse {
     pub ok: bool,
     /// Records checked.
     pub records_checked: u64,
-    /// Sequence number of the newest record according to the head pointer (0 = empty).
+    /// Sequence number of the newest record in the log (0 = empty).
     pub head_seq: u64,
     /// The first record that was altered, removed, reordered or whose link breaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1063,6 +1063,10 @@ pub struct VerifyAuditResponse {
     /// What is wrong, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Records 1 through this one were removed by retention (`audit_retention_days`); the
+    /// walk started after it, from the hash retention kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_through: Option<u64>,
 }
 
 /// Wipes plaintext-bearing fields of responses when they drop, so secret values, data keys

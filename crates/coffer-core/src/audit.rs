@@ -3,12 +3,16 @@
 //! [`AuditEntry`] per request and hands batches of them to [`Coffer::append_audit`].
 //!
 //! # Storage
+//! The records are the lines of the store's append-only [`LineLog`](coffer_store::LineLog)
+//! (`<data-dir>/audit/<first seq>.jsonl`, one JSON record per line, position = `seq`). A
+//! batch of records is one write and one `fdatasync` (group commit); nothing else is
+//! touched on the hot path. Two keys in the keyspace pin the log:
 //! ```text
-//! audit/<seq, 20 digits zero-padded>   AuditRecord (JSON)
-//! meta/audit-head                      AuditHead {seq, hash} of the newest record
+//! meta/audit-head   AuditHead {seq, hash}: a record known to be durable (moved at most
+//!                   every CHECKPOINT_EVERY, and at shutdown): the log must reach it
+//! meta/audit-base   AuditBase {seq, hash, removed_at}: the newest record retention
+//!                   removed; the oldest record kept must chain to it
 //! ```
-//! A batch of records and the new head are applied in one atomic store batch that checks
-//! the head is unchanged, then made durable with one sync (group commit).
 //!
 //! # Chain
 //! Record `n` holds `prev_hash` = the `hash` of record `n-1` (64 zeros for record 1) and
@@ -18,15 +22,16 @@
 //! record together with its hash breaks the next record's link (or the head's).
 //!
 //! The chain is not keyed: it proves the log was not changed *after the fact* by someone
-//! who did not also rewrite every later record and the head. Ship the JSON-lines mirror
-//! (or the head hash) off the machine to pin it.
+//! who did not also rewrite every later record and the checkpoint. Records newer than the
+//! checkpoint can be cut off unnoticed; a clean stop writes a checkpoint. Ship the
+//! JSON-lines mirror (or the head hash) off the machine to pin it.
 //!
 //! ```
 //! use coffer_core::audit::{self, AuditDecision, AuditEntry};
 //! # async fn demo() -> Result<(), coffer_core::CoreError> {
 //! let store = std::sync::Arc::new(coffer_store::SledStore::temporary()?);
 //! let entry = AuditEntry::new("GetSecretValue", "req-1", time::OffsetDateTime::now_utc());
-//! let records = audit::append(store.as_ref(), &[entry])?;
+//! let records = audit::append(store.as_ref(), &[entry])?; // durable on return
 //! assert_eq!(records[0].seq, 1);
 //! assert_eq!(records[0].decision, AuditDecision::NotEvaluated);
 //! assert!(audit::verify(store.as_ref())?.ok);
@@ -34,6 +39,7 @@
 //! ```
 
 use std::fmt::Write as _;
+use std::ops::ControlFlow;
 
 use coffer_api::{AuditKeyUse, AuditQuery, ListAuditResponse, VerifyAuditResponse};
 use coffer_store::{Batch, Store, StoreError};
@@ -43,12 +49,14 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::rotation_api::TrailEntry;
-use crate::{Coffer, CoreError, Result, MAX_ATTEMPTS};
+use crate::{Coffer, CoreError, Result};
 
-/// Key prefix of the records.
-pub const RECORD_PREFIX: &[u8] = b"audit/";
-/// Key of the head pointer.
+/// Key of the checkpoint: a record known to be durable, which the log must reach.
 pub const HEAD_KEY: &[u8] = b"meta/audit-head";
+/// Key of the retention base: the newest record retention removed.
+pub const BASE_KEY: &[u8] = b"meta/audit-base";
+/// How often the checkpoint follows the log's end (it is also written at shutdown).
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// First line of the canonical encoding; names its version.
@@ -60,21 +68,8 @@ const DEFAULT_QUERY_RESULTS: usize = 100;
 /// Records one query call examines at most (so a rare filter cannot scan a huge log in
 /// one request); the caller continues with `next_token`.
 const QUERY_SCAN_BUDGET: usize = 20_000;
-/// Records read per store scan.
-const SCAN_PAGE: usize = 1000;
-
-/// Store key of record `seq`.
-pub fn record_key(seq: u64) -> Vec<u8> {
-    format!("audit/{seq:020}").into_bytes()
-}
-
-fn seq_of_key(key: &[u8]) -> Option<u64> {
-    let digits = key.strip_prefix(RECORD_PREFIX)?;
-    if digits.len() != 20 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
+/// Records read per log read.
+const SCAN_PAGE: u64 = 1000;
 
 /// The outcome of authorization for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -392,13 +387,14 @@ pub fn canonical_encoding(r: &AuditRecord) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The head pointer: sequence number and hash of the newest record.
+/// A record's position and hash: the checkpoint (`meta/audit-head`) and the start of a
+/// walk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditHead {
-    /// Newest record's sequence number (0 = empty log).
+    /// The record's sequence number (0 = before the first record).
     pub seq: u64,
-    /// Newest record's hash.
+    /// Its hash.
     pub hash: String,
 }
 
@@ -411,6 +407,19 @@ impl AuditHead {
     }
 }
 
+/// The retention base (`meta/audit-base`): the newest record retention removed, which the
+/// oldest record kept must chain to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditBase {
+    /// Sequence number of the newest removed record.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+    /// When retention removed it (RFC 3339).
+    pub removed_at: String,
+}
+
 fn fmt_nanos(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     t.format(&Rfc3339)
@@ -421,49 +430,71 @@ fn encode_json<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| CoreError::Internal(format!("encode {what}: {e}")))
 }
 
-/// Reads the head pointer (and its raw bytes, for the optimistic check).
-fn read_head(store: &dyn Store) -> Result<(AuditHead, Option<Vec<u8>>)> {
-    match store.get(HEAD_KEY)? {
-        None => Ok((AuditHead::empty(), None)),
-        Some(raw) => {
-            let head: AuditHead = serde_json::from_slice(&raw)
-                .map_err(|e| CoreError::Internal(format!("corrupt audit head: {e}")))?;
-            Ok((head, Some(raw)))
-        }
-    }
+fn read_key<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>> {
+    store
+        .get(key)?
+        .map(|raw| {
+            serde_json::from_slice(&raw).map_err(|e| {
+                CoreError::Internal(format!("corrupt {}: {e}", String::from_utf8_lossy(key)))
+            })
+        })
+        .transpose()
 }
 
-/// Chains `entries` after the current head and applies them with the new head in one
-/// atomic batch (not yet durable: sync the store before acknowledging). Returns the
-/// records written, in order.
+/// Only the hash of a stored record (what the next record chains to).
+#[derive(Deserialize)]
+struct HashOnly {
+    hash: String,
+}
+
+/// Chains `entries` after the newest record and appends them to the log in one write,
+/// durable when this returns (one `fdatasync` for the batch). Returns the records written,
+/// in order.
 pub fn append(store: &dyn Store, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    for _ in 0..MAX_ATTEMPTS {
-        let (head, raw_head) = read_head(store)?;
+    let records = store.audit_log().append_with(|tail| {
+        let mut prev = match tail.last {
+            Some(line) => {
+                serde_json::from_slice::<HashOnly>(line)
+                    .map_err(|e| {
+                        StoreError::Backend(format!(
+                            "the newest audit record ({}) cannot be read, so nothing can be chained to it ({e}); run `coffer audit verify`",
+                            tail.next_seq - 1
+                        ))
+                    })?
+                    .hash
+            }
+            // An empty log starts the chain, or continues after what retention removed.
+            None => match read_key::<AuditBase>(store, BASE_KEY) {
+                Ok(Some(b)) if b.seq + 1 == tail.next_seq => b.hash,
+                Ok(_) => GENESIS_HASH.to_string(),
+                Err(e) => return Err(StoreError::Backend(e.to_string())),
+            },
+        };
         let mut records = Vec::with_capacity(entries.len());
-        let mut prev = head.hash.clone();
-        let mut seq = head.seq;
-        let mut b = Batch::default();
-        for e in entries {
-            seq += 1;
+        let mut lines = Vec::with_capacity(entries.len());
+        for (seq, e) in (tail.next_seq..).zip(entries) {
             let r = AuditRecord::seal(e, seq, &prev);
-            b.put(&record_key(seq), &encode_json("audit record", &r)?);
+            lines.push(
+                serde_json::to_vec(&r)
+                    .map_err(|e| StoreError::Backend(format!("encode audit record: {e}")))?,
+            );
             prev.clone_from(&r.hash);
             records.push(r);
         }
-        let new_head = AuditHead { seq, hash: prev };
-        b.expect_unchanged(HEAD_KEY, raw_head.as_deref())
-            .put(HEAD_KEY, &encode_json("audit head", &new_head)?);
-        match store.apply(&b) {
-            Ok(()) => return Ok(records),
-            // Only a dev-mode reset (or a second writer) moves the head under us.
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(CoreError::Contention("the audit log head".into()))
+        Ok((lines, records))
+    })?;
+    Ok(records)
+}
+
+/// Writes `head` as the checkpoint (applied, durable with the store's next sync).
+pub fn checkpoint(store: &dyn Store, head: &AuditHead) -> Result<()> {
+    let mut b = Batch::default();
+    b.put(HEAD_KEY, &encode_json("audit head", head)?);
+    store.apply(&b)?;
+    Ok(())
 }
 
 /// A verification failure: the first bad record and what is wrong with it.
@@ -473,188 +504,182 @@ struct Problem {
     message: String,
 }
 
+fn missing(first: u64, last: u64, context: &str) -> Problem {
+    Problem {
+        seq: first,
+        kind: "removed",
+        message: if first == last {
+            format!("record {first} is missing ({context})")
+        } else {
+            format!("records {first}–{last} are missing ({context})")
+        },
+    }
+}
+
+/// The chain walk of [`verify`], one line at a time.
+struct Walk {
+    /// The last good record (or the base / genesis).
+    prev: AuditHead,
+    /// Where the walk started: the retention base, or genesis.
+    start: u64,
+    checkpoint: AuditHead,
+    checked: u64,
+    /// A record found where another was expected, judged by the record after it: a
+    /// stranger followed by the expected record's successor (or the expected record
+    /// itself) was moved here; one followed by its own successor means records are
+    /// missing before it.
+    held: Option<AuditRecord>,
+    problem: Option<Problem>,
+}
+
+impl Walk {
+    fn fail(&mut self, p: Problem) -> ControlFlow<()> {
+        self.problem = Some(p);
+        ControlFlow::Break(())
+    }
+
+    fn out_of_place(&self, r: &AuditRecord, next: Option<u64>) -> Problem {
+        let expected = self.prev.seq + 1;
+        let moved = Problem {
+            seq: expected,
+            kind: "reordered",
+            message: format!(
+                "position {expected} holds record {} (records were reordered or moved)",
+                r.seq
+            ),
+        };
+        match next {
+            Some(n) if n == expected || n == expected + 1 => moved,
+            _ if r.seq > expected => missing(
+                expected,
+                r.seq - 1,
+                &format!("the log goes from {} to {}", self.prev.seq, r.seq),
+            ),
+            _ => moved,
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> ControlFlow<()> {
+        let expected = self.prev.seq + 1;
+        let rec: AuditRecord = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(Problem {
+                    seq: expected,
+                    kind: "unreadable",
+                    message: format!("record {expected} cannot be read (altered): {e}"),
+                })
+            }
+        };
+        if let Some(held) = self.held.take() {
+            let p = self.out_of_place(&held, Some(rec.seq));
+            return self.fail(p);
+        }
+        let seq = rec.seq;
+        if rec.compute_hash() != rec.hash {
+            return self.fail(Problem {
+                seq: expected,
+                kind: "altered",
+                message: format!(
+                    "record {expected} was altered: its contents do not match its hash"
+                ),
+            });
+        }
+        if seq != expected {
+            self.held = Some(rec);
+            return ControlFlow::Continue(());
+        }
+        if rec.prev_hash != self.prev.hash {
+            let p = if self.prev.seq == self.start {
+                Problem {
+                    seq,
+                    kind: "chain-broken",
+                    message: if self.start == 0 {
+                        format!("record {seq} does not start the chain (its prev_hash is not the genesis hash)")
+                    } else {
+                        format!("record {seq} does not chain to record {}, the newest one retention removed", self.start)
+                    },
+                }
+            } else {
+                Problem {
+                    seq: self.prev.seq,
+                    kind: "chain-broken",
+                    message: format!(
+                        "the chain breaks between records {} and {seq}: record {} is not the record {seq} was chained to (it was replaced, with its hash recomputed)",
+                        self.prev.seq, self.prev.seq
+                    ),
+                }
+            };
+            return self.fail(p);
+        }
+        if seq == self.checkpoint.seq && rec.hash != self.checkpoint.hash {
+            return self.fail(Problem {
+                seq,
+                kind: "head-mismatch",
+                message: format!(
+                    "record {seq} does not match the checkpoint's hash (it was replaced, with its hash recomputed)"
+                ),
+            });
+        }
+        self.checked += 1;
+        self.prev = AuditHead {
+            seq,
+            hash: rec.hash,
+        };
+        ControlFlow::Continue(())
+    }
+
+    fn finish(mut self) -> (u64, Option<Problem>) {
+        if self.problem.is_none() {
+            if let Some(held) = self.held.take() {
+                self.problem = Some(self.out_of_place(&held, None));
+            } else if self.prev.seq < self.checkpoint.seq {
+                self.problem = Some(missing(
+                    self.prev.seq + 1,
+                    self.checkpoint.seq,
+                    &format!("the checkpoint names record {}", self.checkpoint.seq),
+                ));
+            }
+        }
+        (self.checked, self.problem)
+    }
+}
+
 /// Walks the whole chain in `store` and reports whether it is intact, or names the first
 /// record that was altered, removed, reordered or whose link breaks. Works on a live
 /// store (records appended during the walk are not judged) and offline.
 pub fn verify(store: &dyn Store) -> Result<VerifyAuditResponse> {
-    let (head, _) = read_head(store)?;
-    let mut checked = 0u64;
-    let mut prev = AuditHead::empty();
-    let mut after: Option<Vec<u8>> = None;
-    let outcome = 'walk: loop {
-        let rows = store.scan(RECORD_PREFIX, after.as_deref(), SCAN_PAGE)?;
-        if rows.is_empty() {
-            break 'walk None;
-        }
-        for (key, raw) in &rows {
-            let Some(seq) = seq_of_key(key) else {
-                break 'walk Some(Problem {
-                    seq: prev.seq + 1,
-                    kind: "unreadable",
-                    message: format!(
-                        "unexpected key {:?} among the audit records",
-                        String::from_utf8_lossy(key)
-                    ),
-                });
-            };
-            if seq > head.seq {
-                // Beyond the head read at the start: appended during the walk, or forged.
-                break 'walk None;
-            }
-            let expected = prev.seq + 1;
-            if seq != expected {
-                break 'walk Some(Problem {
-                    seq: expected,
-                    kind: "removed",
-                    message: if seq == expected + 1 {
-                        format!(
-                            "record {expected} is missing: the log goes from {} to {seq}",
-                            prev.seq
-                        )
-                    } else {
-                        format!(
-                            "records {expected}–{} are missing: the log goes from {} to {seq}",
-                            seq - 1,
-                            prev.seq
-                        )
-                    },
-                });
-            }
-            let rec: AuditRecord = match serde_json::from_slice(raw) {
-                Ok(r) => r,
-                Err(e) => {
-                    break 'walk Some(Problem {
-                        seq,
-                        kind: "unreadable",
-                        message: format!("record {seq} cannot be read (altered): {e}"),
-                    })
-                }
-            };
-            if rec.seq != seq {
-                break 'walk Some(Problem {
-                    seq,
-                    kind: "reordered",
-                    message: format!(
-                        "position {seq} holds record {} (records were reordered or moved)",
-                        rec.seq
-                    ),
-                });
-            }
-            if rec.compute_hash() != rec.hash {
-                break 'walk Some(Problem {
-                    seq,
-                    kind: "altered",
-                    message: format!(
-                        "record {seq} was altered: its contents do not match its hash"
-                    ),
-                });
-            }
-            if rec.prev_hash != prev.hash {
-                let (bad, message) = if seq == 1 {
-                    (
-                        1,
-                        "record 1 does not start the chain (its prev_hash is not the genesis hash)"
-                            .to_string(),
-                    )
-                } else {
-                    (
-                        prev.seq,
-                        format!(
-                            "the chain breaks between records {} and {seq}: record {} is not the record {seq} was chained to (it was replaced, with its hash recomputed)",
-                            prev.seq, prev.seq
-                        ),
-                    )
-                };
-                break 'walk Some(Problem {
-                    seq: bad,
-                    kind: "chain-broken",
-                    message,
-                });
-            }
-            checked += 1;
-            prev = AuditHead {
-                seq,
-                hash: rec.hash,
-            };
-        }
-        after = rows.last().map(|(k, _)| k.clone());
-    };
-    let problem = outcome.or_else(|| {
-        if prev.seq < head.seq {
-            let first = prev.seq + 1;
-            Some(Problem {
-                seq: first,
-                kind: "removed",
-                message: if first == head.seq {
-                    format!("record {first} is missing (the head names record {})", head.seq)
-                } else {
-                    format!(
-                        "records {first}–{} are missing (the head names record {})",
-                        head.seq, head.seq
-                    )
-                },
-            })
-        } else if prev.hash != head.hash {
-            Some(Problem {
-                seq: prev.seq,
-                kind: "head-mismatch",
-                message: format!(
-                    "record {} does not match the head pointer's hash (it was replaced, with its hash recomputed)",
-                    prev.seq
-                ),
-            })
-        } else {
-            None
-        }
+    let checkpoint = read_key::<AuditHead>(store, HEAD_KEY)?.unwrap_or_else(AuditHead::empty);
+    let base = read_key::<AuditBase>(store, BASE_KEY)?;
+    let start = base.as_ref().map_or_else(AuditHead::empty, |b| AuditHead {
+        seq: b.seq,
+        hash: b.hash.clone(),
     });
-    let problem = problem.or_else(|| beyond_head(store, head.seq).ok().flatten());
-    Ok(match problem {
-        None => VerifyAuditResponse {
-            ok: true,
-            records_checked: checked,
-            head_seq: head.seq,
-            first_bad_seq: None,
-            problem_kind: None,
-            problem: None,
-        },
-        Some(p) => VerifyAuditResponse {
-            ok: false,
-            records_checked: checked,
-            head_seq: head.seq,
-            first_bad_seq: Some(p.seq),
-            problem_kind: Some(p.kind.to_string()),
-            problem: Some(p.message),
-        },
-    })
-}
-
-/// A record stored past the head that is still past it after re-reading the head (so not
-/// a concurrent append) was not written by the log's writer.
-fn beyond_head(store: &dyn Store, head_seq: u64) -> Result<Option<Problem>> {
-    let rows = store.scan(RECORD_PREFIX, Some(&record_key(head_seq)), 1)?;
-    let Some((key, _)) = rows.first() else {
-        return Ok(None);
+    let log = store.audit_log();
+    let head_seq = log.last_seq();
+    let mut walk = Walk {
+        start: start.seq,
+        prev: start,
+        checkpoint,
+        checked: 0,
+        held: None,
+        problem: None,
     };
-    let (now, _) = read_head(store)?;
-    match seq_of_key(key) {
-        Some(seq) if seq <= now.seq => Ok(None),
-        Some(seq) => Ok(Some(Problem {
-            seq,
-            kind: "altered",
-            message: format!(
-                "record {seq} lies beyond the head (record {}): it was added outside the log's writer",
-                now.seq
-            ),
-        })),
-        None => Ok(Some(Problem {
-            seq: head_seq + 1,
-            kind: "unreadable",
-            message: format!(
-                "unexpected key {:?} among the audit records",
-                String::from_utf8_lossy(key)
-            ),
-        })),
-    }
+    let mut walked = 0u64;
+    log.walk(walk.start + 1, |_, line| {
+        walked += 1;
+        walk.line(line)
+    })?;
+    let (checked, problem) = walk.finish();
+    Ok(VerifyAuditResponse {
+        ok: problem.is_none(),
+        records_checked: checked,
+        head_seq: head_seq.max(walked),
+        first_bad_seq: problem.as_ref().map(|p| p.seq),
+        problem_kind: problem.as_ref().map(|p| p.kind.to_string()),
+        problem: problem.map(|p| p.message),
+        removed_through: base.map(|b| b.seq),
+    })
 }
 
 /// Parsed and validated filters of a query.
@@ -765,7 +790,8 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
             })
         })
         .transpose()?;
-    let (head, _) = read_head(store)?;
+    let log = store.audit_log();
+    let (first, last) = (log.first_seq(), log.last_seq());
     let mut out = Vec::new();
     let mut examined = 0usize;
     let decode = |raw: &[u8]| -> Result<AuditRecord> {
@@ -773,19 +799,10 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
             .map_err(|e| CoreError::Internal(format!("corrupt audit record: {e}")))
     };
     let next = if descending {
-        // Records are dense (1..=head), so a window of keys below `cur` is one scan.
-        let mut cur = start.unwrap_or(head.seq).min(head.seq);
-        'pages: while cur >= 1 {
-            let lo = cur.saturating_sub(SCAN_PAGE as u64 - 1).max(1);
-            let rows = store.scan(
-                RECORD_PREFIX,
-                Some(&record_key(lo - 1)),
-                (cur - lo + 1) as usize,
-            )?;
-            for (key, raw) in rows.iter().rev() {
-                let Some(seq) = seq_of_key(key).filter(|s| *s <= cur) else {
-                    continue;
-                };
+        let mut cur = start.unwrap_or(last).min(last);
+        'pages: while cur >= first {
+            let lo = cur.saturating_sub(SCAN_PAGE - 1).max(first);
+            for (seq, raw) in log.read(lo, cur)?.iter().rev() {
                 examined += 1;
                 let r = decode(raw)?;
                 if filter.matches(&r) {
@@ -798,32 +815,25 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
             }
             cur = lo - 1;
         }
-        (cur >= 1).then_some(cur)
+        (cur >= first).then_some(cur)
     } else {
-        let mut cur = start.unwrap_or(1);
-        'pages: while cur <= head.seq {
-            let rows = store.scan(RECORD_PREFIX, Some(&record_key(cur - 1)), SCAN_PAGE)?;
-            if rows.is_empty() {
-                cur = head.seq + 1;
-                break;
-            }
-            for (key, raw) in &rows {
-                let Some(seq) = seq_of_key(key).filter(|s| *s <= head.seq) else {
-                    cur = head.seq + 1;
-                    break 'pages;
-                };
+        let mut cur = start.unwrap_or(first).max(first);
+        'pages: while cur <= last {
+            let hi = cur.saturating_add(SCAN_PAGE - 1).min(last);
+            for (seq, raw) in log.read(cur, hi)? {
                 examined += 1;
-                let r = decode(raw)?;
+                let r = decode(&raw)?;
                 if filter.matches(&r) {
                     out.push(r.to_api());
                 }
-                cur = seq + 1;
                 if out.len() >= max || examined >= QUERY_SCAN_BUDGET {
+                    cur = seq + 1;
                     break 'pages;
                 }
             }
+            cur = hi + 1;
         }
-        (cur <= head.seq).then_some(cur)
+        (cur <= last).then_some(cur)
     };
     Ok(ListAuditResponse {
         records: out,
@@ -831,13 +841,109 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
     })
 }
 
+/// What one retention run removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Oldest record removed.
+    pub first: u64,
+    /// Newest record removed (now the retention base).
+    pub through: u64,
+}
+
+/// Removes the oldest segments of the log whose records are all older than `cutoff`
+/// (whole segments only; never the one being written). The retention base is made
+/// durable first, so an interrupted run leaves a log that verifies.
+pub async fn prune(
+    store: &dyn Store,
+    cutoff: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Option<Pruned>> {
+    let log = store.audit_log();
+    let segments = log.segments();
+    let mut through = None;
+    for pair in segments.windows(2) {
+        // The next segment's first record was written after every record of this one.
+        let next = pair[1].first_seq;
+        let Some((_, raw)) = log.read(next, next)?.into_iter().next() else {
+            break;
+        };
+        let r: AuditRecord = serde_json::from_slice(&raw)
+            .map_err(|e| CoreError::Internal(format!("corrupt audit record {next}: {e}")))?;
+        match OffsetDateTime::parse(&r.time, &Rfc3339) {
+            Ok(t) if t < cutoff => through = Some(pair[0].last_seq),
+            _ => break,
+        }
+    }
+    let Some(through) = through else {
+        return Ok(None);
+    };
+    let first = log.first_seq();
+    let Some((_, raw)) = log.read(through, through)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let newest_removed: HashOnly = serde_json::from_slice(&raw)
+        .map_err(|e| CoreError::Internal(format!("corrupt audit record {through}: {e}")))?;
+    let base = AuditBase {
+        seq: through,
+        hash: newest_removed.hash,
+        removed_at: fmt_nanos(now),
+    };
+    let mut b = Batch::default();
+    b.put(BASE_KEY, &encode_json("audit base", &base)?);
+    store.apply(&b)?;
+    store.sync().await?;
+    log.remove_through(through)?;
+    Ok(Some(Pruned { first, through }))
+}
+
 impl Coffer {
-    /// Appends a batch of entries to the audit log and makes it durable (one store batch,
-    /// one sync). Returns the chained records, in order.
-    pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
+    /// Appends a batch of entries to the audit log; durable when this returns (one write,
+    /// one `fdatasync`). Returns the chained records, in order. Moves the checkpoint at
+    /// most every [`CHECKPOINT_EVERY`].
+    pub fn append_audit(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
         let records = append(self.store.as_ref(), entries)?;
-        self.durable().await?;
+        if let Some(r) = records.last() {
+            let mut tip = self.audit_tip.lock().unwrap_or_else(|p| p.into_inner());
+            if tip.head.as_ref().is_none_or(|h| h.seq < r.seq) {
+                tip.head = Some(AuditHead {
+                    seq: r.seq,
+                    hash: r.hash.clone(),
+                });
+            }
+            if tip.written.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+                tip.written = Some(std::time::Instant::now());
+                if let Some(h) = &tip.head {
+                    // The records are durable whatever happens here; a stale checkpoint
+                    // only weakens truncation detection.
+                    if let Err(e) = checkpoint(self.store.as_ref(), h) {
+                        tracing::warn!(error = %e, "audit checkpoint not written");
+                    }
+                }
+            }
+        }
         Ok(records)
+    }
+
+    /// Writes the checkpoint for the newest record this process appended and makes it
+    /// durable (at shutdown).
+    pub async fn checkpoint_audit(&self) -> Result<()> {
+        let head = self
+            .audit_tip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .head
+            .clone();
+        if let Some(h) = head {
+            checkpoint(self.store.as_ref(), &h)?;
+            self.durable().await?;
+        }
+        Ok(())
+    }
+
+    /// Removes audit records older than `max_age` (whole segments). See [`prune`].
+    pub async fn prune_audit(&self, max_age: time::Duration) -> Result<Option<Pruned>> {
+        let now = self.now();
+        prune(self.store.as_ref(), now - max_age, now).await
     }
 
     /// `GET /v1/audit`.
@@ -849,6 +955,13 @@ impl Coffer {
     pub fn verify_audit(&self) -> Result<VerifyAuditResponse> {
         verify(self.store.as_ref())
     }
+}
+
+/// The newest record this process appended, and when the checkpoint was last written.
+#[derive(Debug, Default)]
+pub(crate) struct AuditTip {
+    head: Option<AuditHead>,
+    written: Option<std::time::Instant>,
 }
 
 #[cfg(test)]
@@ -882,24 +995,61 @@ mod tests {
         e
     }
 
-    fn store_with(n: usize) -> SledStore {
-        let s = SledStore::temporary().expect("store");
+    /// A store in a directory (so tests can stop it, edit its files and reopen it)
+    /// holding `n` records appended in batches of 7.
+    fn store_with(n: usize) -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SledStore::open(dir.path()).expect("store");
         let entries: Vec<_> = (1..=n).map(entry).collect();
         // Several batches, so chaining across batches is exercised.
         for chunk in entries.chunks(7) {
             append(&s, chunk).expect("append");
         }
-        s
+        if let Some(last) = raw_opt(&s, n as u64) {
+            let r: AuditRecord = serde_json::from_slice(&last).unwrap();
+            checkpoint(
+                &s,
+                &AuditHead {
+                    seq: r.seq,
+                    hash: r.hash,
+                },
+            )
+            .unwrap();
+        }
+        (dir, s)
+    }
+
+    fn raw_opt(s: &SledStore, seq: u64) -> Option<Vec<u8>> {
+        s.audit_log().read(seq, seq).unwrap().pop().map(|(_, l)| l)
     }
 
     fn raw(s: &SledStore, seq: u64) -> Vec<u8> {
-        s.get(&record_key(seq)).expect("get").expect("record")
+        raw_opt(s, seq).expect("record")
     }
 
-    fn put(s: &SledStore, key: &[u8], value: &[u8]) {
-        let mut b = Batch::default();
-        b.put(key, value);
-        s.apply(&b).expect("apply");
+    /// Closes the store, lets `change` edit the log's lines (all in one segment here),
+    /// reopens it.
+    fn tamper(
+        dir: &tempfile::TempDir,
+        s: SledStore,
+        change: impl FnOnce(&mut Vec<Vec<u8>>),
+    ) -> SledStore {
+        let seg = s.audit_log().segments();
+        assert_eq!(seg.len(), 1);
+        let path = seg[0].path.clone();
+        drop(s);
+        let text = std::fs::read(&path).unwrap();
+        let mut lines: Vec<Vec<u8>> = text
+            .strip_suffix(b"\n")
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        change(&mut lines);
+        let mut out = lines.join(&b'\n');
+        out.push(b'\n');
+        std::fs::write(&path, out).unwrap();
+        SledStore::open(dir.path()).unwrap()
     }
 
     fn bad(s: &SledStore) -> (u64, String) {
@@ -913,7 +1063,7 @@ mod tests {
 
     #[test]
     fn records_chain_across_batches_and_verify() {
-        let s = store_with(30);
+        let (_d, s) = store_with(30);
         let v = verify(&s).unwrap();
         assert!(v.ok, "{v:?}");
         assert_eq!((v.records_checked, v.head_seq), (30, 30));
@@ -985,86 +1135,166 @@ mod tests {
         }
     }
 
+    fn json(line: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(line).unwrap()
+    }
+
     #[test]
     fn an_altered_field_names_its_record() {
-        let s = store_with(12);
-        let mut v: serde_json::Value = serde_json::from_slice(&raw(&s, 5)).unwrap();
-        v["decision"] = "allow".into();
-        v["principal"] = "mallory".into();
-        put(&s, &record_key(5), &serde_json::to_vec(&v).unwrap());
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            let mut v = json(&l[4]);
+            v["decision"] = "allow".into();
+            v["principal"] = "mallory".into();
+            l[4] = serde_json::to_vec(&v).unwrap();
+        });
         assert_eq!(bad(&s), (5, "altered".into()));
     }
 
     #[test]
     fn an_added_field_is_refused() {
-        let s = store_with(4);
-        let mut v: serde_json::Value = serde_json::from_slice(&raw(&s, 2)).unwrap();
-        v["note"] = "hidden".into();
-        put(&s, &record_key(2), &serde_json::to_vec(&v).unwrap());
+        let (d, s) = store_with(4);
+        let s = tamper(&d, s, |l| {
+            let mut v = json(&l[1]);
+            v["note"] = "hidden".into();
+            l[1] = serde_json::to_vec(&v).unwrap();
+        });
         assert_eq!(bad(&s), (2, "unreadable".into()));
     }
 
     #[test]
     fn a_removed_record_names_the_gap() {
-        let s = store_with(12);
-        let mut b = Batch::default();
-        b.delete(&record_key(7));
-        s.apply(&b).unwrap();
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            l.remove(6);
+        });
         assert_eq!(bad(&s), (7, "removed".into()));
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            l.drain(3..6);
+        });
+        let v = verify(&s).unwrap();
+        assert_eq!(v.first_bad_seq, Some(4));
+        assert!(v.problem.unwrap().contains("records 4–6 are missing"));
     }
 
     #[test]
-    fn removing_the_newest_records_is_caught_by_the_head() {
-        let s = store_with(12);
-        let mut b = Batch::default();
-        b.delete(&record_key(11)).delete(&record_key(12));
-        s.apply(&b).unwrap();
+    fn removing_the_newest_records_is_caught_by_the_checkpoint() {
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            l.truncate(10);
+        });
         assert_eq!(bad(&s), (11, "removed".into()));
     }
 
     #[test]
     fn swapped_records_name_the_first_position() {
-        let s = store_with(12);
-        let (a, b) = (raw(&s, 4), raw(&s, 9));
-        put(&s, &record_key(4), &b);
-        put(&s, &record_key(9), &a);
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| l.swap(3, 8));
         assert_eq!(bad(&s), (4, "reordered".into()));
+        // Neighbours, and the last two.
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| l.swap(5, 6));
+        assert_eq!(bad(&s), (6, "reordered".into()));
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| l.swap(10, 11));
+        assert_eq!(bad(&s), (11, "reordered".into()));
     }
 
     #[test]
     fn a_replaced_record_with_recomputed_hash_breaks_the_next_link() {
-        let s = store_with(12);
-        let mut r: AuditRecord = serde_json::from_slice(&raw(&s, 6)).unwrap();
-        r.principal = Some("mallory".into());
-        r.hash = r.compute_hash();
-        put(&s, &record_key(6), &serde_json::to_vec(&r).unwrap());
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            let mut r: AuditRecord = serde_json::from_slice(&l[5]).unwrap();
+            r.principal = Some("mallory".into());
+            r.hash = r.compute_hash();
+            l[5] = serde_json::to_vec(&r).unwrap();
+        });
         assert_eq!(bad(&s), (6, "chain-broken".into()));
-        // The newest record: the head pins it.
-        let s = store_with(12);
-        let mut r: AuditRecord = serde_json::from_slice(&raw(&s, 12)).unwrap();
-        r.request_id = "req-forged".into();
-        r.hash = r.compute_hash();
-        put(&s, &record_key(12), &serde_json::to_vec(&r).unwrap());
+        // The newest record: the checkpoint pins it.
+        let (d, s) = store_with(12);
+        let s = tamper(&d, s, |l| {
+            let mut r: AuditRecord = serde_json::from_slice(&l[11]).unwrap();
+            r.request_id = "req-forged".into();
+            r.hash = r.compute_hash();
+            l[11] = serde_json::to_vec(&r).unwrap();
+        });
         assert_eq!(bad(&s), (12, "head-mismatch".into()));
     }
 
     #[test]
-    fn a_forged_record_past_the_head_is_caught() {
-        let s = store_with(3);
-        let r4 = AuditRecord::seal(
-            &entry(4),
-            4,
-            &serde_json::from_slice::<AuditRecord>(&raw(&s, 3))
-                .unwrap()
-                .hash,
+    fn a_damaged_newest_record_stops_appends_but_not_verify() {
+        let (d, s) = store_with(3);
+        let s = tamper(&d, s, |l| l[2].truncate(10));
+        assert_eq!(bad(&s), (3, "unreadable".into()));
+        let err = append(&s, &[entry(4)]).unwrap_err().to_string();
+        assert!(
+            err.contains("newest audit record (3) cannot be read"),
+            "{err}"
         );
-        put(&s, &record_key(4), &serde_json::to_vec(&r4).unwrap());
-        assert_eq!(bad(&s), (4, "altered".into()));
+        assert_eq!(s.audit_log().last_seq(), 3);
+    }
+
+    #[test]
+    fn the_log_survives_a_reopen_and_continues_the_chain() {
+        let (d, s) = store_with(5);
+        drop(s);
+        let s = SledStore::open(d.path()).unwrap();
+        let r = append(&s, &[entry(6)]).unwrap();
+        assert_eq!(r[0].seq, 6);
+        assert_eq!(r[0].prev_hash, json(&raw(&s, 5))["hash"]);
+        assert!(verify(&s).unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn retention_removes_old_segments_and_the_rest_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = small_segment_store(dir.path());
+        for day in 0..6i64 {
+            let mut batch: Vec<_> = (0..3).map(|i| entry(day as usize * 3 + i + 1)).collect();
+            for e in &mut batch {
+                e.time = OffsetDateTime::from_unix_timestamp(1_700_000_000 + day * 86_400).unwrap();
+            }
+            append(&s, &batch).unwrap();
+        }
+        assert_eq!(s.audit_log().segments().len(), 6);
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000 + 6 * 86_400).unwrap();
+        // Keep 3.5 days. Days 0 and 1 go (segments 1–2). Day 2 is older than that too,
+        // but a segment counts as old only once the next one starts before the cutoff.
+        let cutoff = now - time::Duration::hours(84);
+        let p = prune(&s, cutoff, now).await.unwrap().expect("pruned");
+        assert_eq!((p.first, p.through), (1, 6));
+        assert_eq!(s.audit_log().first_seq(), 7);
+        let v = verify(&s).unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.records_checked, v.removed_through), (12, Some(6)));
+        // Nothing more to remove; appends continue the chain.
+        assert_eq!(prune(&s, cutoff, now).await.unwrap(), None);
+        append(&s, &[entry(19)]).unwrap();
+        assert!(verify(&s).unwrap().ok);
+        // A kept record whose link to the base is forged is caught.
+        let mut b = Batch::default();
+        b.put(
+            BASE_KEY,
+            &serde_json::to_vec(&AuditBase {
+                seq: 6,
+                hash: "f".repeat(64),
+                removed_at: "x".into(),
+            })
+            .unwrap(),
+        );
+        s.apply(&b).unwrap();
+        assert_eq!(bad(&s), (7, "chain-broken".into()));
+    }
+
+    /// A store whose audit log starts a new segment for every append.
+    fn small_segment_store(dir: &std::path::Path) -> SledStore {
+        SledStore::open_with_segment_bytes(dir, coffer_store::DEFAULT_CACHE_BYTES, 1).unwrap()
     }
 
     #[test]
     fn query_filters_orders_and_pages() {
-        let s = store_with(40);
+        let (_d, s) = store_with(40);
         let all = |q: AuditQuery| -> Vec<u64> {
             let mut q = q;
             let mut seqs = Vec::new();
@@ -1128,7 +1358,7 @@ mod tests {
 
     #[test]
     fn bad_query_parameters_are_refused() {
-        let s = store_with(1);
+        let (_d, s) = store_with(1);
         for q in [
             AuditQuery {
                 max_results: Some(0),
@@ -1163,13 +1393,12 @@ mod tests {
     }
 
     #[test]
-    fn append_retries_when_the_head_moves() {
-        let s = store_with(3);
-        // A reset wipes the log; the next append starts a new chain at 1.
+    fn a_reset_keeps_the_audit_log() {
+        let (_d, s) = store_with(3);
         s.clear().unwrap();
-        let r = append(&s, &[entry(1)]).unwrap();
-        assert_eq!(r[0].seq, 1);
-        assert_eq!(r[0].prev_hash, GENESIS_HASH);
+        assert_eq!(s.audit_log().last_seq(), 3);
+        let r = append(&s, &[entry(4)]).unwrap();
+        assert_eq!(r[0].seq, 4);
         assert!(verify(&s).unwrap().ok);
     }
 }

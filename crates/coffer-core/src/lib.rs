@@ -207,6 +207,8 @@ pub struct Coffer {
     key_cache: RwLock<HashMap<(String, String, u32), Arc<KeyMaterial>>>,
     /// Striped locks that queue writers of the same record inside this process.
     write_locks: Vec<Mutex<()>>,
+    /// The newest audit record this process appended (for the checkpoint).
+    audit_tip: Mutex<audit::AuditTip>,
 }
 
 /// How many times an optimistic write is retried before giving up.
@@ -235,6 +237,7 @@ impl Coffer {
             config,
             key_cache: RwLock::new(HashMap::new()),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            audit_tip: Mutex::default(),
         })
     }
 
@@ -273,9 +276,23 @@ impl Coffer {
         self.store.sync().await.map_err(CoreError::from)
     }
 
-    /// Dev-mode reset: removes every record and cached key.
+    /// Dev-mode reset: removes every record and cached key. The audit log (and the keys
+    /// that pin it) stays: a reset is itself audited.
     pub fn reset(&self) -> Result<()> {
+        let pins: Vec<_> = [audit::HEAD_KEY, audit::BASE_KEY]
+            .into_iter()
+            .map(|k| self.store.get(k).map(|v| (k, v)))
+            .collect::<std::result::Result<_, _>>()?;
         self.store.clear()?;
+        let mut b = coffer_store::Batch::default();
+        for (k, v) in pins {
+            if let Some(v) = v {
+                b.put(k, &v);
+            }
+        }
+        if !b.is_empty() {
+            self.store.apply(&b)?;
+        }
         if let Ok(mut c) = self.key_cache.write() {
             c.clear();
         }

@@ -1094,7 +1094,6 @@ impl Coffer {
             Some(sink) => sink.record(e).await,
             None => self
                 .append_audit(&[e])
-                .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         };

@@ -250,7 +250,8 @@ async fn a_full_rotation_moves_the_labels() {
     );
 
     // The steps are in the audit chain with the plugin as principal and their trail.
-    let rows = e.store.scan(b"audit/", None, usize::MAX).expect("scan");
+    let log = e.store.audit_log();
+    let rows = log.read(1, log.last_seq()).expect("read the audit log");
     let recs: Vec<AuditRecord> = rows
         .iter()
         .map(|(_, raw)| serde_json::from_slice(raw).expect("record"))

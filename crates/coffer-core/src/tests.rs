@@ -129,6 +129,9 @@ impl Store for SlowReads {
     fn clear(&self) -> Result<(), coffer_store::StoreError> {
         self.0.clear()
     }
+    fn audit_log(&self) -> &coffer_store::LineLog {
+        self.0.audit_log()
+    }
 }
 
 /// A 32-character idempotency token made of one repeated character.

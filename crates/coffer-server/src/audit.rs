@@ -11,9 +11,11 @@
 //!   503 `AuditUnavailable`: nothing the handler produced (a secret value, a plaintext)
 //!   leaves the server unaudited.
 //! - [`AuditLog`] feeds ONE writer thread through a channel. The writer takes everything
-//!   queued (lingering briefly while more keeps arriving), chains it and applies it as one
-//!   store batch, syncs the store once (group commit), appends the records to the optional
-//!   JSON-lines mirror, then acknowledges each waiting request.
+//!   queued (lingering briefly while more keeps arriving), chains it and appends it to the
+//!   store's audit log with one write and one `fdatasync` (group commit), appends the
+//!   records to the optional JSON-lines mirror, then acknowledges each waiting request.
+//!   With a retention period it also removes expired segments of the log, hourly, and
+//!   records that it did.
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are not audited: they carry no
 //! principal and touch no secret or key.
@@ -299,6 +301,11 @@ struct Pending {
     done: oneshot::Sender<Result<u64, AuditError>>,
 }
 
+/// How often the writer looks for audit segments past the retention period.
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// Operation of the record that notes a retention run.
+const RETENTION_OPERATION: &str = "PruneAuditLog";
+
 /// How long the writer lets a batch gather, measured from the start of the previous
 /// batch write: `GATHER_PER_ENTRY` for every entry of the previous batch beyond the first,
 /// at most `GATHER_MAX`. A store flush costs far more CPU than a record (measured here:
@@ -323,21 +330,22 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer thread. With `mirror`, every record is also appended to that
-    /// JSON-lines file; it must be writable now.
-    pub fn start(core: Arc<Coffer>, mirror: Option<PathBuf>) -> Result<AuditLog, AuditError> {
+    /// JSON-lines file; it must be writable now. With `retention`, records older than
+    /// that are removed (whole segments; checked at start and hourly).
+    pub fn start(
+        core: Arc<Coffer>,
+        mirror: Option<PathBuf>,
+        retention: Option<Duration>,
+    ) -> Result<AuditLog, AuditError> {
         if let Some(path) = &mirror {
             write_mirror(path, &[])?;
         }
-        Self::spawn(core, mirror)
-    }
-
-    fn spawn(core: Arc<Coffer>, mirror: Option<PathBuf>) -> Result<AuditLog, AuditError> {
         // Unbounded, but never long: every sender waits for its acknowledgement, so the
         // queue holds at most one entry per request in flight.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("coffer-audit".into())
-            .spawn(move || writer(&core, mirror.as_deref(), &rx))
+            .spawn(move || writer(&core, mirror.as_deref(), retention, &rx))
             .map_err(|e| AuditError::WriterStart(e.to_string()))?;
         Ok(AuditLog { tx })
     }
@@ -352,12 +360,36 @@ impl AuditLog {
     }
 }
 
-/// The writer: gather a batch, write it (store, sync, mirror), acknowledge; until every
-/// sender is gone.
-fn writer(core: &Coffer, mirror: Option<&Path>, rx: &std::sync::mpsc::Receiver<Pending>) {
+/// The writer: gather a batch, write it (log, mirror), acknowledge; between batches, apply
+/// the retention period when due; until every sender is gone.
+fn writer(
+    core: &Coffer,
+    mirror: Option<&Path>,
+    retention: Option<Duration>,
+    rx: &std::sync::mpsc::Receiver<Pending>,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut last_start = Instant::now();
     let mut last_len = 0usize;
-    while let Ok(first) = rx.recv() {
+    let mut next_retention = Instant::now();
+    loop {
+        let first = match retention {
+            None => match rx.recv() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            Some(max_age) => {
+                if Instant::now() >= next_retention {
+                    apply_retention(core, mirror, max_age);
+                    next_retention = Instant::now() + RETENTION_CHECK_EVERY;
+                }
+                match rx.recv_timeout(next_retention.saturating_duration_since(Instant::now())) {
+                    Ok(p) => p,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        };
         let wait = gather_time(last_len).saturating_sub(last_start.elapsed());
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -381,6 +413,37 @@ fn writer(core: &Coffer, mirror: Option<&Path>, rx: &std::sync::mpsc::Receiver<P
                 }
             }
         }
+    }
+}
+
+/// Removes the segments of the log older than `max_age` and appends a record saying
+/// which records went. Failures are logged; the next check tries again.
+fn apply_retention(core: &Coffer, mirror: Option<&Path>, max_age: Duration) {
+    let Ok(age) = time::Duration::try_from(max_age) else {
+        return;
+    };
+    match block_on(core.prune_audit(age)) {
+        Ok(None) => {}
+        Ok(Some(p)) => {
+            tracing::info!(
+                first = p.first,
+                through = p.through,
+                "audit retention removed records"
+            );
+            let mut e =
+                AuditEntry::new(RETENTION_OPERATION, "retention", OffsetDateTime::now_utc());
+            e.status = 200;
+            e.reason = Some(format!(
+                "records {}–{} removed: older than the retention period of {} days",
+                p.first,
+                p.through,
+                max_age.as_secs() / 86_400
+            ));
+            if let Err(err) = write_batch(core, mirror, &[e]) {
+                tracing::error!(error = %err, "the audit record of a retention run was not written");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "audit retention failed; retrying at the next check"),
     }
 }
 
@@ -420,8 +483,9 @@ fn write_batch(
     mirror: Option<&Path>,
     entries: &[AuditEntry],
 ) -> Result<Vec<AuditRecord>, AuditError> {
-    let records =
-        block_on(core.append_audit(entries)).map_err(|e| AuditError::Store(e.to_string()))?;
+    let records = core
+        .append_audit(entries)
+        .map_err(|e| AuditError::Store(e.to_string()))?;
     if let Some(path) = mirror {
         write_mirror(path, &records)?;
     }
@@ -525,6 +589,64 @@ mod tests {
         assert_eq!(gather_time(1), Duration::ZERO);
         assert_eq!(gather_time(3), GATHER_PER_ENTRY * 2);
         assert_eq!(gather_time(10_000), GATHER_MAX);
+    }
+
+    /// The writer's retention pass removes the expired segments through the core and
+    /// notes the removal in the chain, which still verifies.
+    #[test]
+    fn retention_removes_expired_segments_and_records_it() {
+        use coffer_store::Store as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A segment per batch.
+        let store = Arc::new(
+            coffer_store::SledStore::open_with_segment_bytes(
+                dir.path(),
+                coffer_store::DEFAULT_CACHE_BYTES,
+                1,
+            )
+            .expect("store"),
+        );
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let core = Coffer::new(
+            store.clone(),
+            Arc::new(coffer_crypto::MemoryRootKey::generate()),
+            coffer_core::CoreConfig {
+                clock: Arc::new(move || now),
+                ..Default::default()
+            },
+        )
+        .expect("core");
+        for age_days in [30, 20, 10, 0] {
+            let t = now - time::Duration::days(age_days);
+            core.append_audit(&[
+                AuditEntry::new("GetSecretValue", "a", t),
+                AuditEntry::new("GetSecretValue", "b", t),
+            ])
+            .expect("append");
+        }
+        // 15 days: the segment of day −30 goes. The one of day −20 stays: a segment is
+        // known to be expired once the segment after it starts before the cutoff, and
+        // that one starts at day −10.
+        apply_retention(&core, None, Duration::from_secs(15 * 86_400));
+        assert_eq!(store.audit_log().first_seq(), 3);
+        let page = core
+            .query_audit(&coffer_api::AuditQuery {
+                max_results: Some(1),
+                ..Default::default()
+            })
+            .expect("query");
+        let note = &page.records[0];
+        assert_eq!((note.seq, note.action.as_str()), (9, RETENTION_OPERATION));
+        assert_eq!(
+            note.reason.as_deref(),
+            Some("records 1–2 removed: older than the retention period of 15 days")
+        );
+        let v = core.verify_audit().expect("verify");
+        assert!(v.ok, "{v:?}");
+        assert_eq!((v.records_checked, v.removed_through), (7, Some(2)));
+        // Nothing else has expired: a second pass writes nothing.
+        apply_retention(&core, None, Duration::from_secs(15 * 86_400));
+        assert_eq!(store.audit_log().last_seq(), 9);
     }
 
     #[test]

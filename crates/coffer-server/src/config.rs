@@ -42,6 +42,10 @@ pub struct Config {
     /// holds the authoritative, hash-chained log; when this file cannot be written,
     /// requests fail closed (503) like when the store cannot.
     pub audit_file: Option<PathBuf>,
+    /// Days audit records are kept in the store (default 0: forever). Once a day's worth
+    /// of a segment file is past it, the whole segment is removed; the chain stays
+    /// verifiable from the oldest record kept, and the removal is itself audited.
+    pub audit_retention_days: u32,
     /// Milliseconds between runs of the rotation scheduler (default 30,000).
     pub rotation_tick_ms: u64,
     /// More directories of rotation plugins (`<dir>/<name>/plugin.toml`), besides
@@ -75,6 +79,7 @@ impl Default for Config {
             housekeeping_interval_secs: 60,
             shutdown_grace_secs: 30,
             audit_file: None,
+            audit_retention_days: 0,
             rotation_tick_ms: 30_000,
             plugin_dirs: Vec::new(),
             test_crash_after_step: None,
@@ -172,6 +177,10 @@ impl Config {
                         v.parse().map_err(|_| bad("expected a number"))?
                 }
                 "AUDIT_FILE" => cfg.audit_file = Some(PathBuf::from(&v)).filter(|_| !v.is_empty()),
+                "AUDIT_RETENTION_DAYS" => {
+                    cfg.audit_retention_days =
+                        v.parse().map_err(|_| bad("expected a number of days"))?
+                }
                 "PLUGIN_DIRS" => {
                     cfg.plugin_dirs = v
                         .split(',')

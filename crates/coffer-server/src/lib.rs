@@ -255,6 +255,16 @@ async fn serve_inner(
         (store, Arc::new(provider))
     };
     tracing::info!(root_key = %root.describe(), "root key loaded");
+    {
+        use coffer_store::Store as _;
+        let cut = store.audit_log().recovered_bytes();
+        if cut > 0 {
+            tracing::warn!(
+                bytes = cut,
+                "cut off a partial audit record left by a crash (it was never acknowledged)"
+            );
+        }
+    }
     let crash_after = config
         .test_crash_after_step
         .as_deref()
@@ -302,7 +312,9 @@ async fn serve_inner(
         state.clone(),
         Duration::from_millis(config.rotation_tick_ms.max(10)),
     );
-    let audit = AuditLog::start(core.clone(), config.audit_file.clone())
+    let retention = (config.audit_retention_days > 0)
+        .then(|| Duration::from_secs(u64::from(config.audit_retention_days) * 86_400));
+    let audit = AuditLog::start(core.clone(), config.audit_file.clone(), retention)
         .context("cannot start the audit log")?;
     let app = app(state, config.max_body_bytes, audit);
 
@@ -359,6 +371,10 @@ async fn serve_inner(
     }
     housekeeping.abort();
     rotations.abort();
+    // Pin the audit log's end, so that cutting records off it shows in `audit verify`.
+    if let Err(e) = core.checkpoint_audit().await {
+        tracing::error!(error = %e, "audit checkpoint not written at shutdown");
+    }
     store.sync().await?;
     tracing::info!("stopped");
     Ok(())

@@ -99,7 +99,7 @@ async fn server(with_runner: bool) -> Server {
         let _ = fake.reader.set(coffer_server::plugin_secret_reader(&state));
         state.set_rotation_runner(fake.clone()).unwrap();
     }
-    let audit = AuditLog::start(core, None).unwrap();
+    let audit = AuditLog::start(core, None, None).unwrap();
     let app = coffer_server::app(state.clone(), 1 << 20, audit);
     Server { app, state, fake }
 }

@@ -1,6 +1,16 @@
 //! Coffer's storage seam: the [`Store`] trait over one ordered keyspace, with atomic
 //! conditional batches and an explicit durable commit, and its embedded [`SledStore`]
-//! backend (the default, `./coffer-data`).
+//! backend (the default, `./coffer-data`). Beside the keyspace, every store keeps an
+//! append-only [`LineLog`] for the audit log ([`Store::audit_log`]).
+//!
+//! # Data directory (format 2)
+//! ```text
+//! FORMAT         "coffer-data-format 2"
+//! db/            sled: the keyspace
+//! audit/         the audit log's segment files (see [`linelog`])
+//! ```
+//! Format 1 kept the audit records in the keyspace (`audit/<seq>`); opening such a
+//! directory moves them into `audit/` (same bytes, same order) and records format 2.
 //!
 //! The store only ever sees ciphertext and metadata; it knows nothing of secrets, keys or
 //! HTTP. Callers (coffer-core) do optimistic read-modify-write: read, compute, then
@@ -27,8 +37,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
+pub mod linelog;
+pub use linelog::{LineLog, SegmentInfo, Tail};
+
 /// The data-directory format this release writes and reads.
-pub const DATA_FORMAT_VERSION: u32 = 1;
+pub const DATA_FORMAT_VERSION: u32 = 2;
+/// The older format this release migrates on open (audit records in the keyspace).
+const MIGRATABLE_FORMAT: u32 = 1;
+/// Key prefix of the audit records in format 1.
+const V1_AUDIT_PREFIX: &[u8] = b"audit/";
+/// Directory of the audit log inside the data directory.
+pub const AUDIT_DIR: &str = "audit";
 /// sled's page cache size unless told otherwise (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 const FORMAT_FILE: &str = "FORMAT";
@@ -124,14 +143,18 @@ pub trait Store: Send + Sync {
     fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
     /// Resolves once every batch applied before the call is durable on disk.
     fn sync(&self) -> SyncFuture<'_>;
-    /// Removes every record (dev-mode reset), keeping the format marker.
+    /// Removes every record (dev-mode reset), keeping the format marker. The audit log is
+    /// kept.
     fn clear(&self) -> Result<(), StoreError>;
+    /// The append-only log the audit records live in.
+    fn audit_log(&self) -> &LineLog;
 }
 
 /// The embedded sled backend.
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    log: LineLog,
     dir: Option<PathBuf>,
     durability: Arc<Durability>,
     flusher: Option<std::thread::JoinHandle<()>>,
@@ -199,6 +222,16 @@ impl SledStore {
 
     /// Like [`SledStore::open`], with sled's page cache capped at `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_with_segment_bytes(dir, cache_bytes, linelog::DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// Like [`SledStore::open_with_cache`], with the audit log starting a new segment file
+    /// once the current one holds `segment_bytes`.
+    pub fn open_with_segment_bytes(
+        dir: &Path,
+        cache_bytes: u64,
+        segment_bytes: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let format_path = dir.join(FORMAT_FILE);
@@ -208,7 +241,9 @@ impl SledStore {
                     .trim()
                     .trim_start_matches("coffer-data-format ")
                     .to_string();
-                if found != DATA_FORMAT_VERSION.to_string() {
+                if found != DATA_FORMAT_VERSION.to_string()
+                    && found != MIGRATABLE_FORMAT.to_string()
+                {
                     return Err(StoreError::Format {
                         found,
                         expected: DATA_FORMAT_VERSION,
@@ -230,13 +265,15 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open()?;
-        let store = Self::from_db(db, Some(dir.to_path_buf()))?;
-        if !format_path.exists() {
-            std::fs::write(
-                &format_path,
-                format!("coffer-data-format {DATA_FORMAT_VERSION}\n"),
-            )
-            .map_err(|e| {
+        let tree = db.open_tree("coffer")?;
+        if check_format(&tree)? == Some(MIGRATABLE_FORMAT) {
+            migrate_v1_audit(&db, &tree, dir)?;
+        }
+        let log = LineLog::open(&dir.join(AUDIT_DIR), segment_bytes)?;
+        let store = Self::from_db(db, tree, log, Some(dir.to_path_buf()))?;
+        let marker = format!("coffer-data-format {DATA_FORMAT_VERSION}\n");
+        if std::fs::read_to_string(&format_path).ok().as_deref() != Some(marker.as_str()) {
+            std::fs::write(&format_path, marker).map_err(|e| {
                 StoreError::Backend(format!("cannot write {}: {e}", format_path.display()))
             })?;
         }
@@ -249,24 +286,21 @@ impl SledStore {
             .temporary(true)
             .flush_every_ms(None)
             .open()?;
-        Self::from_db(db, None)
+        let tree = db.open_tree("coffer")?;
+        check_format(&tree)?;
+        let log = LineLog::temporary(linelog::DEFAULT_SEGMENT_BYTES)?;
+        Self::from_db(db, tree, log, None)
     }
 
-    fn from_db(db: sled::Db, dir: Option<PathBuf>) -> Result<Self, StoreError> {
-        let tree = db.open_tree("coffer")?;
-        match tree.get(FORMAT_KEY)? {
-            None => {
-                tree.insert(FORMAT_KEY, &DATA_FORMAT_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
-            Some(v) if v.as_ref() == DATA_FORMAT_VERSION.to_be_bytes() => {}
-            Some(v) => {
-                return Err(StoreError::Format {
-                    found: format!("{:?}", v.as_ref()),
-                    expected: DATA_FORMAT_VERSION,
-                    hint: "run the release that wrote it, or migrate the data directory",
-                })
-            }
+    fn from_db(
+        db: sled::Db,
+        tree: sled::Tree,
+        log: LineLog,
+        dir: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        if tree.get(FORMAT_KEY)?.as_deref() != Some(&DATA_FORMAT_VERSION.to_be_bytes()[..]) {
+            tree.insert(FORMAT_KEY, &DATA_FORMAT_VERSION.to_be_bytes())?;
+            db.flush()?;
         }
         let (done, _) = tokio::sync::watch::channel(FlushStatus::default());
         let durability = Arc::new(Durability {
@@ -286,6 +320,7 @@ impl SledStore {
         Ok(SledStore {
             db,
             tree,
+            log,
             dir,
             durability,
             flusher: Some(flusher),
@@ -418,6 +453,87 @@ impl Store for SledStore {
         self.db.flush()?;
         Ok(())
     }
+
+    fn audit_log(&self) -> &LineLog {
+        &self.log
+    }
+}
+
+/// The format recorded in the keyspace: `None` for a new store, `Some(1)` for one to
+/// migrate, `Some(2)` for the current one; anything else is refused.
+fn check_format(tree: &sled::Tree) -> Result<Option<u32>, StoreError> {
+    let Some(v) = tree.get(FORMAT_KEY)? else {
+        return Ok(None);
+    };
+    match <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes) {
+        Ok(n) if n == DATA_FORMAT_VERSION || n == MIGRATABLE_FORMAT => Ok(Some(n)),
+        _ => Err(StoreError::Format {
+            found: format!("{:?}", v.as_ref()),
+            expected: DATA_FORMAT_VERSION,
+            hint: "run the release that wrote it, or migrate the data directory",
+        }),
+    }
+}
+
+/// Moves format 1's audit records (`audit/<seq>` keys, in key order) into the line log
+/// under `dir/audit`, then deletes the keys and records format 2. The records are copied
+/// byte for byte, so their hash chain is unchanged. Crash-safe at every step: the log is
+/// built in `audit.migrating/` and renamed into place only when complete and durable; a
+/// log already in place means an earlier attempt got that far, and only the keys remain
+/// to delete.
+fn migrate_v1_audit(db: &sled::Db, tree: &sled::Tree, dir: &Path) -> Result<(), StoreError> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("audit log migration: {what} {}: {e}", p.display()))
+    };
+    let target = dir.join(AUDIT_DIR);
+    let in_place = std::fs::read_dir(&target).is_ok_and(|mut d| d.next().is_some());
+    if !in_place {
+        let staging = dir.join("audit.migrating");
+        match std::fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot remove", &staging, e)),
+        }
+        {
+            let log = LineLog::open(&staging, linelog::DEFAULT_SEGMENT_BYTES)?;
+            let mut chunk = Vec::with_capacity(1024);
+            for item in tree.scan_prefix(V1_AUDIT_PREFIX) {
+                chunk.push(item?.1.to_vec());
+                if chunk.len() == 1024 {
+                    let lines = std::mem::take(&mut chunk);
+                    log.append_with(|_| Ok((lines, ())))?;
+                }
+            }
+            if !chunk.is_empty() {
+                log.append_with(|_| Ok((chunk, ())))?;
+            }
+        }
+        match std::fs::remove_dir(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot remove the empty", &target, e)),
+        }
+        std::fs::rename(&staging, &target).map_err(|e| io("cannot rename", &staging, e))?;
+        linelog::sync_dir(dir)?;
+    }
+    loop {
+        let keys: Vec<sled::IVec> = tree
+            .scan_prefix(V1_AUDIT_PREFIX)
+            .keys()
+            .take(4096)
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            break;
+        }
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k);
+        }
+        tree.apply_batch(b)?;
+    }
+    tree.insert(FORMAT_KEY, &DATA_FORMAT_VERSION.to_be_bytes())?;
+    db.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -471,7 +587,52 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         let text = std::fs::read_to_string(dir.path().join("FORMAT")).unwrap();
-        assert_eq!(text.trim(), "coffer-data-format 1");
+        assert_eq!(text.trim(), "coffer-data-format 2");
+    }
+
+    /// A format-1 directory (audit records as `audit/<seq>` keys) opens as format 2 with
+    /// the same records, in order, in the line log, and the other keys untouched.
+    #[test]
+    fn format_1_audit_records_move_into_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .open()
+                .unwrap();
+            let tree = db.open_tree("coffer").unwrap();
+            tree.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+            for seq in 1..=2500u64 {
+                tree.insert(
+                    format!("audit/{seq:020}"),
+                    format!("{{\"seq\":{seq}}}").as_bytes(),
+                )
+                .unwrap();
+            }
+            tree.insert(b"meta/audit-head", &b"{}"[..]).unwrap();
+            tree.insert(b"r/secret", &b"x"[..]).unwrap();
+            db.flush().unwrap();
+            std::fs::write(dir.path().join("FORMAT"), "coffer-data-format 1\n").unwrap();
+            // A previous attempt that stopped half-way.
+            std::fs::create_dir(dir.path().join("audit.migrating")).unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.scan(b"audit/", None, 10).unwrap().is_empty());
+        assert_eq!(s.get(b"r/secret").unwrap().as_deref(), Some(&b"x"[..]));
+        assert!(s.get(b"meta/audit-head").unwrap().is_some());
+        let log = s.audit_log();
+        assert_eq!((log.first_seq(), log.last_seq()), (1, 2500));
+        let rows = log.read(1, 2500).unwrap();
+        assert!(rows
+            .iter()
+            .all(|(n, l)| *l == format!("{{\"seq\":{n}}}").into_bytes()));
+        assert!(!dir.path().join("audit.migrating").exists());
+        drop(s);
+        let text = std::fs::read_to_string(dir.path().join("FORMAT")).unwrap();
+        assert_eq!(text.trim(), "coffer-data-format 2");
+        // Reopening changes nothing.
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.audit_log().last_seq(), 2500);
     }
 
     /// 32 writers applying and syncing at once, with readers alongside: sled 0.34
