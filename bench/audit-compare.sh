@@ -6,15 +6,17 @@
 #               authorization on, the same policies
 #   audit       this tree as it ships: scope-indexed Cedar policies and the fail-closed,
 #               hash-chained audit log (every response waits until its record is durable)
-#   [old]       OLD_BIN: any other build to compare, e.g. an earlier release
+#   [others]    EXTRA_BINS="name=path …": more builds to measure alongside (an earlier
+#               release, a tuning variant)
 # Each case at CONNS connections (default 32) and at 1 connection (latency-bound).
 #
 # usage: bench/audit-compare.sh [ROUNDS=3]
 # env:   AUDIT_BIN      skip building the shipped tree; use this binary
 #        NO_AUDIT_BIN   skip building the no-audit variant; use this binary
-#        OLD_BIN        a third build to measure alongside (optional)
+#        EXTRA_BINS     "name=path …", more builds to measure alongside (optional)
 #        BENCH_TARGET_DIR  cargo target dir for the no-audit variant (default target/bench-no-audit)
 #        CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  SHARED_BENCH=../shared/bench
+#        CONN_LIST="32 1" (connection counts to measure; default: CONNS and 1)
 # The no-audit variant is HEAD (committed code) in a temporary git worktree with the one
 # line that installs the audit middleware deleted; handlers then record into a detached
 # draft that nothing writes. Needs wrk, curl, git, cargo. Traffic goes to 127.0.0.1 only.
@@ -48,6 +50,9 @@ if [[ -z ${NO_AUDIT_BIN:-} ]]; then
   LAYER='from_fn_with_state(audit, audit::record)'
   grep -q "$LAYER" "$WT/crates/coffer-server/src/lib.rs" || { echo "the audit layer line moved; update $0" >&2; exit 1; }
   sed -i "/$LAYER/d" "$WT/crates/coffer-server/src/lib.rs"
+  # Cargo names workspace crates' artifacts by their path relative to the workspace, so
+  # artifacts of another checkout in the same target dir could pass for this one's.
+  find "$WT" -name '*.rs' -exec touch {} +
   (cd "$WT" && CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit} cargo build --release --quiet --bin coffer)
   cp "${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit}/release/coffer" "$WORK/coffer-no-audit"
   git -C "$ROOT" worktree remove --force "$WT"
@@ -67,7 +72,8 @@ start() { # NAME BIN PORT
 start no-audit "$NO_AUDIT_BIN" 18361
 start audit "$AUDIT_BIN" 18362
 TARGETS=(no-audit audit)
-if [[ -n ${OLD_BIN:-} ]]; then start old "$OLD_BIN" 18363; TARGETS+=(old); fi
+port=18363
+for nb in ${EXTRA_BINS:-}; do start "${nb%%=*}" "${nb#*=}" $port; TARGETS+=("${nb%%=*}"); port=$((port + 1)); done
 CEIL=$("$SHARED_BENCH/build-ceiling.sh"); ADDR=127.0.0.1:18081 "$CEIL" >/dev/null 2>&1 & PIDS+=($!)
 sleep 1
 
@@ -81,7 +87,7 @@ run() { # URL PATH TOKEN CONNS -> req/s p50
 }
 ROWS="$WORK/rows"
 for round in $(seq "$ROUNDS"); do
-  for c in "$CONNS" 1; do
+  for c in ${CONN_LIST:-$CONNS 1}; do
     echo "$round $c ceiling $(run http://127.0.0.1:18081 /hello x "$c")" | tee -a "$ROWS" >&2
     for t in "${TARGETS[@]}"; do
       echo "$round $c $t $(run "http://127.0.0.1:${PORT[$t]}" /v1/secrets/bench%2Fread/value "${TOKEN[$t]}" "$c")" | tee -a "$ROWS" >&2

@@ -192,11 +192,12 @@ impl AuditDraft {
         }
     }
 
+    /// The finished entry, moved out (the draft keeps an empty one).
     fn finish(&self, status: u16, error_code: Option<&str>) -> AuditEntry {
         let mut e = self.lock();
         e.status = status;
         e.error_code = error_code.map(str::to_string);
-        e.clone()
+        std::mem::replace(&mut *e, AuditEntry::new("", "", OffsetDateTime::UNIX_EPOCH))
     }
 }
 
