@@ -575,8 +575,11 @@ fn segment(dir: &Path) -> PathBuf {
 
 /// The records of the stopped server's log, as stored (one JSON record per line).
 fn stored_lines(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(segment(dir))
-        .expect("read segment")
+    let text = std::fs::read_to_string(segment(dir)).expect("read segment");
+    // A server that exits leaves the zeros it wrote ahead of the lines; they end the log.
+    text.split('\0')
+        .next()
+        .unwrap_or_default()
         .lines()
         .map(str::to_string)
         .collect()

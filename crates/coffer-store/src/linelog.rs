@@ -16,9 +16,12 @@
 //! ([`LineLog::remove_through`]), so the oldest position kept can be above 1.
 //!
 //! # Crash safety
-//! An append is acknowledged only after `fdatasync`. A crash in the middle of one leaves
-//! at most a partial last line (no trailing `'\n'`), which was never acknowledged;
-//! [`LineLog::open`] cuts it off and reports how many bytes it removed. A failed write is
+//! The active segment is zero-filled ahead of its lines ([`PREALLOCATE_BYTES`] at a
+//! time), so the lines end where the zeros begin (lines never contain a NUL byte); a
+//! closed segment is cut to its lines. An append is acknowledged only after `fdatasync`.
+//! A crash in the middle of one leaves at most a partial last line (no trailing `'\n'`),
+//! which was never acknowledged; [`LineLog::open`] cuts it off (and the zeros) and
+//! reports how many bytes of it it removed. A failed write is
 //! cut off at once; a failed `fdatasync` stops the log (its pages can no longer be trusted)
 //! until it is reopened.
 //!
@@ -37,8 +40,10 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
@@ -46,6 +51,12 @@ use crate::StoreError;
 
 /// Size after which the active segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+/// The active segment grows by this many zero bytes at a time, ahead of the lines written
+/// into it. Overwriting blocks that already belong to the file lets `fdatasync` flush just
+/// the data; growing the file on every append made each one commit the filesystem journal
+/// too (measured here: 81 µs vs 135 µs per 6 KB write + `fdatasync`). PostgreSQL zero-fills
+/// its WAL segments for the same reason.
+const PREALLOCATE_BYTES: u64 = 256 * 1024;
 const SUFFIX: &str = ".jsonl";
 const NAME_DIGITS: usize = 20;
 
@@ -88,7 +99,10 @@ struct View {
 
 struct Active {
     file: File,
+    /// Bytes of lines written.
     len: u64,
+    /// Size of the file: `len` plus the zeros written ahead of the lines.
+    alloc: u64,
     path: PathBuf,
 }
 
@@ -114,6 +128,19 @@ impl std::fmt::Debug for LineLog {
             .field("dir", &self.dir)
             .field("last_seq", &self.last_seq())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LineLog {
+    /// Cuts the zeros written ahead off the active segment, so a cleanly closed log holds
+    /// only lines (a crash leaves them; [`LineLog::open`] cuts them then).
+    fn drop(&mut self) {
+        let w = self.writer();
+        if let (Some(a), None) = (&w.active, &w.broken) {
+            if a.alloc > a.len {
+                let _ = a.file.set_len(a.len).and_then(|()| a.file.sync_all());
+            }
+        }
     }
 }
 
@@ -178,6 +205,9 @@ fn for_lines(
         if n == 0 {
             return Ok(());
         }
+        if line[0] == 0 {
+            return Ok(()); // the zeros after the last line
+        }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if f(text).is_break() {
             return Ok(());
@@ -187,6 +217,7 @@ fn for_lines(
 
 /// The lines of a segment's bytes: split on `'\n'`, a final line without one included.
 fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let buf = &buf[..buf.iter().position(|b| *b == 0).unwrap_or(buf.len())];
     let body = buf.strip_suffix(b"\n").unwrap_or(buf);
     let empty = buf.is_empty();
     body.split(|b| *b == b'\n').filter(move |_| !empty)
@@ -238,14 +269,20 @@ impl LineLog {
         let mut recovered_bytes = 0;
         if let Some(last) = segments.last() {
             let mut buf = read_prefix(&last.path, None)?;
-            let keep = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let data_end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            let keep = buf[..data_end]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
             let file = OpenOptions::new()
-                .append(true)
+                .read(true)
+                .write(true)
                 .open(&last.path)
                 .map_err(|e| io_err("cannot open", &last.path, &e))?;
             if keep < buf.len() {
-                // A partial line: an append that never completed, so never acknowledged.
-                recovered_bytes = (buf.len() - keep) as u64;
+                // The zeros written ahead, and a partial line: an append that never
+                // completed, so never acknowledged.
+                recovered_bytes = (data_end - keep) as u64;
                 file.set_len(keep as u64)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| io_err("cannot cut the partial last line of", &last.path, &e))?;
@@ -258,6 +295,7 @@ impl LineLog {
             writer.active = Some(Active {
                 file,
                 len: keep as u64,
+                alloc: keep as u64,
                 path: last.path.clone(),
             });
             if writer.last_line.is_none() && segments.len() > 1 {
@@ -350,9 +388,9 @@ impl LineLog {
         if new.is_empty() {
             return Ok(out);
         }
-        if new.iter().any(|l| l.contains(&b'\n')) {
+        if new.iter().any(|l| l.contains(&b'\n') || l.contains(&0)) {
             return Err(StoreError::Backend(
-                "a log line may not contain a newline".into(),
+                "a log line may not contain a newline or a NUL byte".into(),
             ));
         }
         let start_new = w
@@ -360,9 +398,17 @@ impl LineLog {
             .as_ref()
             .is_none_or(|a| a.len > 0 && a.len >= self.segment_bytes);
         let new_segment = if start_new {
+            if let Some(old) = &w.active {
+                // Closed segments hold their lines only.
+                old.file
+                    .set_len(old.len)
+                    .and_then(|()| old.file.sync_all())
+                    .map_err(|e| io_err("cannot close segment", &old.path, &e))?;
+            }
             let path = self.dir.join(segment_name(next_seq));
             let file = OpenOptions::new()
-                .append(true)
+                .read(true)
+                .write(true)
                 .create_new(true)
                 .open(&path)
                 .map_err(|e| io_err("cannot create", &path, &e))?;
@@ -370,6 +416,7 @@ impl LineLog {
             w.active = Some(Active {
                 file,
                 len: 0,
+                alloc: 0,
                 path: path.clone(),
             });
             Some(Segment {
@@ -388,16 +435,31 @@ impl LineLog {
             .active
             .as_mut()
             .ok_or_else(|| StoreError::Backend("the log has no active segment".into()))?;
-        if let Err(e) = active.file.write_all(&buf) {
-            // Cut off whatever part of the batch reached the file.
-            let _ = active.file.set_len(active.len);
+        let end = active.len + buf.len() as u64;
+        let written = if end > active.alloc {
+            let alloc = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+            let mut block = buf.clone();
+            block.resize((alloc - active.len) as usize, 0);
+            active.file.write_all_at(&block, active.len).map(|()| alloc)
+        } else {
+            active
+                .file
+                .write_all_at(&buf, active.len)
+                .map(|()| active.alloc)
+        };
+        let written = written.map(|alloc| active.alloc = alloc);
+        if let Err(e) = written {
+            // Wipe whatever part of the batch reached the file.
+            let zeros = vec![0u8; buf.len()];
+            let _ = active.file.write_all_at(&zeros, active.len);
             if let Some(s) = &new_segment {
                 self.publish_segment(s.clone());
             }
             return Err(io_err("cannot append to", &active.path, &e));
         }
         if let Err(e) = active.file.sync_data() {
-            let _ = active.file.set_len(active.len);
+            let zeros = vec![0u8; buf.len()];
+            let _ = active.file.write_all_at(&zeros, active.len);
             let why = format!("fdatasync {}: {e}", active.path.display());
             w.broken = Some(why.clone());
             if let Some(s) = &new_segment {
@@ -593,13 +655,20 @@ mod tests {
         push(&log, &["one", "two"]);
         drop(log);
         let seg = dir.path().join(segment_name(1));
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
-        f.write_all(b"{\"half").unwrap();
+        // A crash in the middle of the next append, into the zeros written ahead.
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(4096).unwrap();
+        f.write_all_at(b"{\"half", 8).unwrap();
         drop(f);
         let log = LineLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(log.recovered_bytes(), 6);
         assert_eq!(log.last_seq(), 2);
+        assert_eq!(fs::read(&seg).unwrap(), b"one\ntwo\n");
         push(&log, &["three"]);
+        // Zeros are written ahead of the lines while the log is open.
+        assert!(fs::metadata(&seg).unwrap().len() >= PREALLOCATE_BYTES);
+        assert_eq!(texts(log.read(1, 3).unwrap()).len(), 3);
+        drop(log);
         assert_eq!(fs::read_to_string(&seg).unwrap(), "one\ntwo\nthree\n");
     }
 
