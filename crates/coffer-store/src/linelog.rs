@@ -398,20 +398,34 @@ impl LineLog {
             .as_ref()
             .is_none_or(|a| a.len > 0 && a.len >= self.segment_bytes);
         let new_segment = if start_new {
-            if let Some(old) = &w.active {
+            if let Some(old) = w.active.as_mut() {
                 // Closed segments hold their lines only.
                 old.file
                     .set_len(old.len)
                     .and_then(|()| old.file.sync_all())
                     .map_err(|e| io_err("cannot close segment", &old.path, &e))?;
+                old.alloc = old.len;
             }
             let path = self.dir.join(segment_name(next_seq));
+            // Not `create_new`: an attempt that failed after creating the file (say, at the
+            // directory sync) leaves it empty, and the retry must be able to use it.
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(false)
                 .open(&path)
                 .map_err(|e| io_err("cannot create", &path, &e))?;
+            let stale = file
+                .metadata()
+                .map_err(|e| io_err("cannot inspect", &path, &e))?
+                .len();
+            if stale > 0 {
+                return Err(StoreError::Backend(format!(
+                    "{} already holds {stale} bytes, but the log ends before it",
+                    path.display()
+                )));
+            }
             sync_dir(&self.dir)?;
             w.active = Some(Active {
                 file,
