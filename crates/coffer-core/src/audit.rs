@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::records::{decode, encode};
 use crate::rotation_api::TrailEntry;
 use crate::{Coffer, CoreError, Result};
 
@@ -458,18 +459,10 @@ fn fmt_nanos(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-fn encode_json<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| CoreError::Internal(format!("encode {what}: {e}")))
-}
-
 fn read_key<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>> {
     store
         .get(key)?
-        .map(|raw| {
-            serde_json::from_slice(&raw).map_err(|e| {
-                CoreError::Internal(format!("corrupt {}: {e}", String::from_utf8_lossy(key)))
-            })
-        })
+        .map(|raw| decode(&String::from_utf8_lossy(key), &raw))
         .transpose()
 }
 
@@ -524,7 +517,7 @@ pub fn append(store: &dyn Store, entries: &[AuditEntry]) -> Result<Vec<AuditReco
 /// Writes `head` as the checkpoint (applied, durable with the store's next sync).
 pub fn checkpoint(store: &dyn Store, head: &AuditHead) -> Result<()> {
     let mut b = Batch::default();
-    b.put(HEAD_KEY, &encode_json("audit head", head)?);
+    b.put(HEAD_KEY, &encode(head)?);
     store.apply(&b)?;
     Ok(())
 }
@@ -823,17 +816,14 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
     let (first, last) = (log.first_seq(), log.last_seq());
     let mut out = Vec::new();
     let mut examined = 0usize;
-    let decode = |raw: &[u8]| -> Result<AuditRecord> {
-        serde_json::from_slice(raw)
-            .map_err(|e| CoreError::Internal(format!("corrupt audit record: {e}")))
-    };
+    let parse = |raw: &[u8]| -> Result<AuditRecord> { decode("audit", raw) };
     let next = if descending {
         let mut cur = start.unwrap_or(last).min(last);
         'pages: while cur >= first {
             let lo = cur.saturating_sub(SCAN_PAGE - 1).max(first);
             for (seq, raw) in log.read(lo, cur)?.iter().rev() {
                 examined += 1;
-                let r = decode(raw)?;
+                let r = parse(raw)?;
                 if filter.matches(&r) {
                     out.push(r.to_api());
                 }
@@ -851,7 +841,7 @@ pub fn query(store: &dyn Store, q: &AuditQuery) -> Result<ListAuditResponse> {
             let hi = cur.saturating_add(SCAN_PAGE - 1).min(last);
             for (seq, raw) in log.read(cur, hi)? {
                 examined += 1;
-                let r = decode(&raw)?;
+                let r = parse(&raw)?;
                 if filter.matches(&r) {
                     out.push(r.to_api());
                 }
@@ -896,8 +886,7 @@ pub async fn prune(
         let Some((_, raw)) = log.read(next, next)?.into_iter().next() else {
             break;
         };
-        let r: AuditRecord = serde_json::from_slice(&raw)
-            .map_err(|e| CoreError::Internal(format!("corrupt audit record {next}: {e}")))?;
+        let r: AuditRecord = decode("audit", &raw)?;
         match OffsetDateTime::parse(&r.time, &Rfc3339) {
             Ok(t) if t < cutoff => through = Some(pair[0].last_seq),
             _ => break,
@@ -910,15 +899,14 @@ pub async fn prune(
     let Some((_, raw)) = log.read(through, through)?.into_iter().next() else {
         return Ok(None);
     };
-    let newest_removed: HashOnly = serde_json::from_slice(&raw)
-        .map_err(|e| CoreError::Internal(format!("corrupt audit record {through}: {e}")))?;
+    let newest_removed: HashOnly = decode("audit", &raw)?;
     let base = AuditBase {
         seq: through,
         hash: newest_removed.hash,
         removed_at: fmt_nanos(now),
     };
     let mut b = Batch::default();
-    b.put(BASE_KEY, &encode_json("audit base", &base)?);
+    b.put(BASE_KEY, &encode(&base)?);
     store.apply(&b)?;
     store.sync().await?;
     log.remove_through(through)?;

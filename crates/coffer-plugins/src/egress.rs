@@ -76,12 +76,15 @@ pub enum EgressError {
     Lookup(String),
     /// An answer is in a blocked range: a denial.
     Blocked(String),
+    /// The step's time ran out before the name resolved.
+    Timeout,
 }
 
 impl fmt::Display for EgressError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Lookup(m) | Self::Blocked(m) => f.write_str(m),
+            Self::Timeout => f.write_str("name resolution timed out"),
         }
     }
 }
@@ -112,6 +115,22 @@ pub async fn resolve_checked(
         )));
     }
     check(host, addrs, manifest_allows_literal)
+}
+
+/// [`resolve_checked`] within `limit` (what is left of the step's time): `Timeout` when
+/// it runs out, at once when nothing is left.
+pub async fn resolve_checked_within(
+    host: &str,
+    port: u16,
+    limit: std::time::Duration,
+    manifest_allows_literal: impl Fn(IpAddr) -> bool,
+) -> Result<Vec<SocketAddr>, EgressError> {
+    if limit.is_zero() {
+        return Err(EgressError::Timeout);
+    }
+    tokio::time::timeout(limit, resolve_checked(host, port, manifest_allows_literal))
+        .await
+        .unwrap_or(Err(EgressError::Timeout))
 }
 
 fn check(

@@ -351,16 +351,7 @@ async fn wall_clock_limit_stops_loops_without_stalling_other_steps() {
         None,
         Some(2),
     );
-    let host = Arc::new(
-        PluginHost::new(
-            PluginHostConfig {
-                dirs: vec![plugins.path().to_path_buf()],
-                cache_dir: cache_dir().to_path_buf(),
-            },
-            Arc::new(FakeReader::default()),
-        )
-        .unwrap(),
-    );
+    let host = Arc::new(host_over(plugins.path()));
     let t = Instant::now();
     let spin = {
         let host = host.clone();
@@ -407,14 +398,7 @@ fn install_src(name: &str) -> tempfile::TempDir {
 #[test]
 fn forbidden_imports_are_refused_at_install_and_load() {
     let dest = tempfile::tempdir().unwrap();
-    let host = PluginHost::new(
-        PluginHostConfig {
-            dirs: vec![dest.path().to_path_buf()],
-            cache_dir: cache_dir().to_path_buf(),
-        },
-        Arc::new(FakeReader::default()),
-    )
-    .unwrap();
+    let host = host_over(dest.path());
     for (name, iface) in [
         ("fs-escape", "wasi:filesystem/"),
         ("socket-escape", "wasi:sockets/"),
@@ -457,14 +441,7 @@ fn forbidden_imports_are_refused_at_install_and_load() {
 
     // Found by a scan: listed with its error, not runnable.
     let scanned = testing::plugin_fixture_dir(&["fs-escape", "echo"]);
-    let host = PluginHost::new(
-        PluginHostConfig {
-            dirs: vec![scanned.path().to_path_buf()],
-            cache_dir: cache_dir().to_path_buf(),
-        },
-        Arc::new(FakeReader::default()),
-    )
-    .unwrap();
+    let host = host_over(scanned.path());
     let list = host.list();
     let fs = list.iter().find(|i| i.name == "fs-escape").expect("listed");
     assert!(
@@ -488,14 +465,7 @@ fn broken_manifests_are_listed_with_their_error() {
         "name = \"bad\"\nversion = \"1\"\nwasm = \"bad.wasm\"\nwit = \"9.0.0\"\n",
     )
     .unwrap();
-    let host = PluginHost::new(
-        PluginHostConfig {
-            dirs: vec![dir.path().to_path_buf()],
-            cache_dir: cache_dir().to_path_buf(),
-        },
-        Arc::new(FakeReader::default()),
-    )
-    .unwrap();
+    let host = host_over(dir.path());
     let list = host.list();
     let b = list.iter().find(|i| i.name == "bad").expect("listed");
     let err = b.error.as_deref().unwrap();
@@ -571,6 +541,19 @@ fn compile_cache_is_written_and_reused() {
     assert!(std::fs::read(&files[0]).unwrap().len() > 1000);
 }
 
+/// A host over the plugins in `dir`, with the shared compile cache and a reader that
+/// grants nothing.
+fn host_over(dir: &Path) -> PluginHost {
+    PluginHost::new(
+        PluginHostConfig {
+            dirs: vec![dir.to_path_buf()],
+            cache_dir: cache_dir().to_path_buf(),
+        },
+        Arc::new(FakeReader::default()),
+    )
+    .expect("plugin host")
+}
+
 fn allow_in_manifest(plugin_dir: &Path, from: &str, to: &str) {
     let p = plugin_dir.join("plugin.toml");
     let text = std::fs::read_to_string(&p).unwrap();
@@ -609,14 +592,7 @@ async fn allowed_destinations_reach_the_real_drivers() {
         "127.0.0.1:5432",
         "127.0.0.1:1",
     );
-    let host = PluginHost::new(
-        PluginHostConfig {
-            dirs: vec![plugins.path().to_path_buf()],
-            cache_dir: cache_dir().to_path_buf(),
-        },
-        Arc::new(FakeReader::default()),
-    )
-    .unwrap();
+    let host = host_over(plugins.path());
 
     // Nothing listens on port 1: a real connect attempt, refused.
     let f = run(
@@ -702,14 +678,7 @@ async fn blocked_addresses_are_denied_even_under_a_wildcard_manifest() {
         "\"127.0.0.1:5432\"",
         "\"*:*\"",
     );
-    let host = PluginHost::new(
-        PluginHostConfig {
-            dirs: vec![plugins.path().to_path_buf()],
-            cache_dir: cache_dir().to_path_buf(),
-        },
-        Arc::new(FakeReader::default()),
-    )
-    .unwrap();
+    let host = host_over(plugins.path());
 
     let t = Instant::now();
     let f = run(&host, "http-escape", RotationStep::Create, "x", &[], &[])

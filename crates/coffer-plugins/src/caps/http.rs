@@ -173,27 +173,24 @@ impl Host for StoreState {
         }
         let limit = self.step.bounded(HTTP_TIMEOUT);
         let started = Instant::now();
-        let checked = if limit.is_zero() {
-            Err(Error::Timeout)
-        } else {
-            let manifest = self.step.manifest.clone();
-            let scheme = url.scheme().to_string();
-            let check = egress::resolve_checked(&host, port, |ip| {
-                manifest.names_http_ip(&scheme, ip, port)
-            });
-            match tokio::time::timeout(limit, check).await {
-                Err(_) => Err(Error::Timeout),
-                Ok(Ok(addrs)) => Ok(addrs),
-                Ok(Err(EgressError::Lookup(m))) => Err(Error::Connect(m)),
-                Ok(Err(EgressError::Blocked(m))) => {
-                    self.step
-                        .record("http", format!("{method} {shown}: denied, {m}"));
-                    return Ok(Err(Error::Denied(format!(
-                        "capability `http` refuses {}://{host}:{port}: {m} (capabilities.http in {})",
-                        url.scheme(),
-                        self.step.manifest_path()
-                    ))));
-                }
+        let manifest = self.step.manifest.clone();
+        let scheme = url.scheme().to_string();
+        let checked = match egress::resolve_checked_within(&host, port, limit, |ip| {
+            manifest.names_http_ip(&scheme, ip, port)
+        })
+        .await
+        {
+            Ok(addrs) => Ok(addrs),
+            Err(EgressError::Timeout) => Err(Error::Timeout),
+            Err(EgressError::Lookup(m)) => Err(Error::Connect(m)),
+            Err(EgressError::Blocked(m)) => {
+                self.step
+                    .record("http", format!("{method} {shown}: denied, {m}"));
+                return Ok(Err(Error::Denied(format!(
+                    "capability `http` refuses {}://{host}:{port}: {m} (capabilities.http in {})",
+                    url.scheme(),
+                    self.step.manifest_path()
+                ))));
             }
         };
         let res = match checked {

@@ -564,24 +564,21 @@ impl HostConnection for StoreState {
         let started = Instant::now();
         let manifest = self.step.manifest.clone();
         let port = options.port;
-        let checked = if limit.is_zero() {
-            Err(Error::Timeout)
-        } else {
-            let check = egress::resolve_checked(&options.host, port, |ip| {
-                manifest.names_sql_ip(engine, ip, port)
-            });
-            match tokio::time::timeout(limit, check).await {
-                Err(_) => Err(Error::Timeout),
-                Ok(Ok(addrs)) => Ok(addrs),
-                Ok(Err(EgressError::Lookup(m))) => Err(Error::Connect(m)),
-                Ok(Err(EgressError::Blocked(m))) => {
-                    self.step
-                        .record("sql", format!("{engine} {dest} user={user}: denied, {m}"));
-                    return Ok(Err(Error::Denied(format!(
-                        "capability `sql` ({engine}) refuses {dest}: {m} (capabilities.sql in {})",
-                        self.step.manifest_path()
-                    ))));
-                }
+        let checked = match egress::resolve_checked_within(&options.host, port, limit, |ip| {
+            manifest.names_sql_ip(engine, ip, port)
+        })
+        .await
+        {
+            Ok(addrs) => Ok(addrs),
+            Err(EgressError::Timeout) => Err(Error::Timeout),
+            Err(EgressError::Lookup(m)) => Err(Error::Connect(m)),
+            Err(EgressError::Blocked(m)) => {
+                self.step
+                    .record("sql", format!("{engine} {dest} user={user}: denied, {m}"));
+                return Ok(Err(Error::Denied(format!(
+                    "capability `sql` ({engine}) refuses {dest}: {m} (capabilities.sql in {})",
+                    self.step.manifest_path()
+                ))));
             }
         };
         let res = match checked {
