@@ -395,6 +395,10 @@ pub struct PolicyEngine {
     types: Types,
     /// The policies filed by scope, so a request evaluates only those that may apply.
     index: ScopeIndex,
+    /// Request contexts built this second.
+    contexts: slice::ContextCache,
+    /// Entity slices of (principal, action) pairs.
+    slices: slice::SliceCache,
 }
 
 impl PolicyEngine {

@@ -631,6 +631,8 @@ pub(crate) fn build(
         actions,
         types,
         index,
+        contexts: Default::default(),
+        slices: Default::default(),
     };
     self_check(&engine, &schema)?;
     tracing::info!(

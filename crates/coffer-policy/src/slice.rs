@@ -1,7 +1,9 @@
 //! Per-request work: the Cedar request, its context, and the small entity slice
 //! (principal with its teams, the action, the resource, the encryption context).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityUid, Request, RestrictedExpression, Schema,
@@ -18,6 +20,9 @@ pub(crate) struct Parts {
     action: EntityUid,
     resource: EntityUid,
     context: Context,
+    /// The principal (with its teams) and the action, closed transitively.
+    base: Entities,
+    /// The resource and the encryption context: entities without parents.
     entities: Vec<Entity>,
 }
 
@@ -37,8 +42,17 @@ impl Parts {
             schema,
         )
         .map_err(|e| error_chain(&e))?;
-        let entities =
-            Entities::from_entities(self.entities, schema).map_err(|e| error_chain(&e))?;
+        let entities = match schema {
+            // Checked in full: every entity of the slice against the schema.
+            Some(schema) => Entities::from_entities(
+                self.base.iter().cloned().chain(self.entities),
+                Some(schema),
+            ),
+            // The added entities have no parents, so only they need their closure
+            // computed (Cedar repairs the closure of what was added).
+            None => self.base.add_entities(self.entities, None),
+        }
+        .map_err(|e| error_chain(&e))?;
         Ok((request, entities))
     }
 }
@@ -83,26 +97,12 @@ pub(crate) fn build(
     action: &ActionInfo,
 ) -> Result<Parts, String> {
     let types = &engine.types;
-    let mut entities = Vec::with_capacity(6);
-
-    // Principal: as listed in entities.json (with its teams), or a bare user.
+    let mut entities = Vec::with_capacity(2);
     let principal =
         EntityUid::from_type_name_and_id(types.user.clone(), EntityId::new(req.principal));
-    match engine.entities.get(&principal) {
-        Some(user) => {
-            entities.push(user.clone());
-            if let Some(ancestors) = engine.entities.ancestors(&principal) {
-                entities.extend(
-                    ancestors
-                        .filter_map(|uid| engine.entities.get(uid))
-                        .cloned(),
-                );
-            }
-        }
-        None => entities.push(Entity::new_no_attrs(principal.clone(), HashSet::new())),
-    }
-
-    entities.push(action.entity.clone());
+    let base = engine.slices.get_or_build(req.principal, req.action, || {
+        principal_and_action(engine, &principal, action)
+    })?;
 
     let resource = match req.resource {
         Resource::Secret {
@@ -159,6 +159,117 @@ pub(crate) fn build(
     };
 
     let ctx = &req.context;
+    let context = match ctx.encryption_context {
+        None => engine.contexts.get_or_build(ctx)?,
+        Some(encryption_context) => {
+            let uid = EntityUid::from_type_name_and_id(
+                types.encryption_context.clone(),
+                EntityId::new(ENCRYPTION_CONTEXT_ID),
+            );
+            let entity = Entity::new_with_tags(uid.clone(), [], [], tags(encryption_context))
+                .map_err(|e| error_chain(&e))?;
+            entities.push(entity);
+            build_context(ctx, Some(uid))?
+        }
+    };
+
+    Ok(Parts {
+        principal,
+        action: action.uid.clone(),
+        resource,
+        context,
+        base,
+        entities,
+    })
+}
+
+/// The principal (as listed in entities.json, with its teams, or a bare user) and the
+/// action, with the transitive closure computed.
+fn principal_and_action(
+    engine: &PolicyEngine,
+    principal: &EntityUid,
+    action: &ActionInfo,
+) -> Result<Entities, String> {
+    let mut entities = Vec::with_capacity(4);
+    match engine.entities.get(principal) {
+        Some(user) => {
+            entities.push(user.clone());
+            if let Some(ancestors) = engine.entities.ancestors(principal) {
+                entities.extend(
+                    ancestors
+                        .filter_map(|uid| engine.entities.get(uid))
+                        .cloned(),
+                );
+            }
+        }
+        None => entities.push(Entity::new_no_attrs(principal.clone(), HashSet::new())),
+    }
+    entities.push(action.entity.clone());
+    Entities::from_entities(entities, None).map_err(|e| error_chain(&e))
+}
+
+/// Most (principal, action) slices kept; the cache starts over when it is full.
+const MAX_CACHED_SLICES: usize = 4_096;
+
+/// The entity slices of (principal, action) pairs already asked about. Cedar computes
+/// the transitive closure of every entity set it is given, with hash maps keyed by
+/// entity uids: for the five or so entities of a slice that was a sixth of an
+/// authorization. The principal's part never changes while this policy set is loaded
+/// (entities are reloaded with the policies, and a reload makes a new engine), so it is
+/// closed once and each request adds only its resource.
+#[derive(Debug, Default)]
+pub(crate) struct SliceCache(Mutex<SliceMap>);
+
+#[derive(Debug, Default)]
+struct SliceMap {
+    /// Principal id → action name → slice.
+    by_principal: HashMap<String, HashMap<String, Entities>>,
+    len: usize,
+}
+
+impl SliceCache {
+    fn get_or_build(
+        &self,
+        principal: &str,
+        action: &str,
+        build: impl FnOnce() -> Result<Entities, String>,
+    ) -> Result<Entities, String> {
+        if let Some(found) = self
+            .lock()
+            .by_principal
+            .get(principal)
+            .and_then(|m| m.get(action))
+        {
+            return Ok(found.clone());
+        }
+        let slice = build()?;
+        let mut map = self.lock();
+        if map.len >= MAX_CACHED_SLICES {
+            map.by_principal.clear();
+            map.len = 0;
+        }
+        let previous = map
+            .by_principal
+            .entry(principal.to_owned())
+            .or_default()
+            .insert(action.to_owned(), slice.clone());
+        if previous.is_none() {
+            map.len += 1;
+        }
+        Ok(slice)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SliceMap> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The Cedar context of `ctx`; `encryption_context` is the uid of the entity that
+/// carries its encryption context, when it has one.
+fn build_context(
+    ctx: &crate::AuthzContext<'_>,
+    encryption_context: Option<EntityUid>,
+) -> Result<Context, String> {
     let time = format_datetime(ctx.time_unix)
         .ok_or_else(|| format!("request time {} is outside years 0000-9999", ctx.time_unix))?;
     let mut pairs = Vec::with_capacity(6);
@@ -175,28 +286,75 @@ pub(crate) fn build(
             RestrictedExpression::new_ip(ip.to_canonical().to_string()),
         ));
     }
-    if let Some(encryption_context) = ctx.encryption_context {
-        let uid = EntityUid::from_type_name_and_id(
-            types.encryption_context.clone(),
-            EntityId::new(ENCRYPTION_CONTEXT_ID),
-        );
-        let entity = Entity::new_with_tags(uid.clone(), [], [], tags(encryption_context))
-            .map_err(|e| error_chain(&e))?;
-        entities.push(entity);
+    if let Some(uid) = encryption_context {
         pairs.push((
             "encryption_context".to_owned(),
             RestrictedExpression::new_entity_uid(uid),
         ));
     }
-    let context = Context::from_pairs(pairs).map_err(|e| error_chain(&e))?;
+    Context::from_pairs(pairs).map_err(|e| error_chain(&e))
+}
 
-    Ok(Parts {
-        principal,
-        action: action.uid.clone(),
-        resource,
-        context,
-        entities,
-    })
+/// Most contexts kept for one second (distinct region, API and source address).
+const MAX_CACHED_CONTEXTS: usize = 4_096;
+
+/// The contexts built during the current second, for requests without an encryption
+/// context. Building one evaluates Cedar's `datetime` and `ip` constructors, and
+/// cedar-policy parses each constructor's name with its full grammar every time (a
+/// fresh lexer, so a fresh regex cache): measured here, that was about a fifth of an
+/// authorization. Within one second the context of a (region, API, source address) is
+/// always the same value, so it is built once and cloned (an `Arc`).
+#[derive(Debug, Default)]
+pub(crate) struct ContextCache(Mutex<CachedContexts>);
+
+#[derive(Debug, Default)]
+struct CachedContexts {
+    time_unix: i64,
+    /// Source address → (region, API, context).
+    by_source: HashMap<Option<IpAddr>, Vec<(String, String, Context)>>,
+    len: usize,
+}
+
+impl ContextCache {
+    fn get_or_build(&self, ctx: &crate::AuthzContext<'_>) -> Result<Context, String> {
+        let key = ctx.source_ip.map(|ip| ip.to_canonical());
+        {
+            let cached = self.lock();
+            if cached.time_unix == ctx.time_unix {
+                let found = cached.by_source.get(&key).and_then(|v| {
+                    v.iter()
+                        .find(|(region, api, _)| region == ctx.region && api == ctx.api)
+                });
+                if let Some((_, _, context)) = found {
+                    return Ok(context.clone());
+                }
+            }
+        }
+        let context = build_context(ctx, None)?;
+        let mut cached = self.lock();
+        if cached.time_unix != ctx.time_unix {
+            if ctx.time_unix < cached.time_unix {
+                // A request that read the clock just before the second turned.
+                return Ok(context);
+            }
+            cached.time_unix = ctx.time_unix;
+            cached.by_source.clear();
+            cached.len = 0;
+        }
+        if cached.len < MAX_CACHED_CONTEXTS {
+            cached.len += 1;
+            cached.by_source.entry(key).or_default().push((
+                ctx.region.to_owned(),
+                ctx.api.to_owned(),
+                context.clone(),
+            ));
+        }
+        Ok(context)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedContexts> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Unix seconds as a Cedar `datetime` literal (`YYYY-MM-DDThh:mm:ssZ`), or `None`

@@ -921,3 +921,175 @@ fn authorize_cost() {
     }
     println!("  ... + Request and Entities: {:?}", start.elapsed() / n);
 }
+
+// ---------------------------------------------------------------- per-engine caches
+
+/// The engine keeps the contexts built this second and the entity slice of each
+/// (principal, action). Asked in an order that hits both caches, a long-lived engine
+/// must decide every request exactly as a fresh engine does, and as the policies say.
+#[test]
+fn cached_contexts_and_slices_never_carry_one_request_into_another() {
+    let policies = r#"
+@id("dev-read-dev")
+permit (principal in Coffer::Team::"dev", action in Coffer::Action::"ReadSecret", resource is Coffer::Secret)
+when { resource.path.contains("dev") };
+
+@id("bob-until")
+permit (principal == Coffer::User::"bob", action == Coffer::Action::"GetSecretValue", resource)
+when { [1700000000, 1700000002, 1700000004].contains(context.time_unix) && context.region == "eu-west-1" };
+
+@id("internal-net")
+permit (principal, action == Coffer::Action::"ListKeys", resource)
+when { context has source_ip && context.source_ip.isInRange(ip("10.0.0.0/8")) && context.api == "native" };
+
+@id("tenant-acme")
+permit (principal, action == Coffer::Action::"Decrypt", resource)
+when { context has encryption_context && context.encryption_context.hasTag("tenant")
+       && context.encryption_context.getTag("tenant") == "acme" };
+
+@id("no-frozen")
+forbid (principal, action, resource is Coffer::Secret)
+when { resource.hasTag("frozen") };
+"#;
+    let dir = dir_with(&[("entities.json", ENTITIES), ("p.cedar", policies)]);
+    let warm = PolicyEngine::load_dir(dir.path()).expect("loads");
+
+    let frozen = BTreeMap::from([("frozen".to_owned(), "yes".to_owned())]);
+    let acme = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
+    let other = BTreeMap::from([("tenant".to_owned(), "other".to_owned())]);
+    // Each round asks within its own (even) second, then one request in the next second
+    // moves the cache on; a request from an earlier second bypasses it.
+    for round in 0..3 {
+        let now = 1_700_000_000 + 2 * round;
+        let base = AuthzContext {
+            time_unix: now,
+            ..ctx()
+        };
+        let at = |time_unix: i64| AuthzContext { time_unix, ..base };
+        let from = |ip: &str| AuthzContext {
+            source_ip: Some(ip.parse::<IpAddr>().expect("ip")),
+            ..base
+        };
+        let in_region = |region| AuthzContext { region, ..base };
+        let aws_from = |ip: &str| AuthzContext {
+            api: "aws",
+            ..from(ip)
+        };
+        let with_ec = |ec| AuthzContext {
+            encryption_context: Some(ec),
+            ..base
+        };
+        // (principal, action, resource, context, allowed)
+        let cases: Vec<(&str, &str, Resource<'_>, AuthzContext<'_>, bool)> = vec![
+            (
+                "alice",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                base,
+                true,
+            ),
+            (
+                "alice",
+                "GetSecretValue",
+                secret("prod/x", NO_TAGS),
+                base,
+                false,
+            ),
+            (
+                "alice",
+                "GetSecretValue",
+                secret("dev/y", &frozen),
+                base,
+                false,
+            ),
+            (
+                "alice",
+                "GetSecretValue",
+                secret("dev/y", NO_TAGS),
+                base,
+                true,
+            ),
+            (
+                "alice",
+                "PutSecretValue",
+                secret("dev/x", NO_TAGS),
+                base,
+                false,
+            ),
+            (
+                "alice",
+                "DescribeSecret",
+                secret("dev/x", NO_TAGS),
+                base,
+                true,
+            ),
+            (
+                "bob",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                base,
+                true,
+            ),
+            (
+                "bob",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                at(now - 1),
+                false,
+            ),
+            (
+                "bob",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                in_region("us-east-1"),
+                false,
+            ),
+            (
+                "bob",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                base,
+                true,
+            ),
+            ("carol", "ListKeys", account(), from("10.1.2.3"), true),
+            ("carol", "ListKeys", account(), from("192.168.0.1"), false),
+            ("carol", "ListKeys", account(), aws_from("10.1.2.3"), false),
+            ("carol", "ListKeys", account(), base, false),
+            ("carol", "ListKeys", account(), from("10.1.2.3"), true),
+            ("carol", "Decrypt", key(&[], NO_TAGS), with_ec(&acme), true),
+            (
+                "carol",
+                "Decrypt",
+                key(&[], NO_TAGS),
+                with_ec(&other),
+                false,
+            ),
+            ("carol", "Decrypt", key(&[], NO_TAGS), base, false),
+            ("carol", "Decrypt", key(&[], NO_TAGS), with_ec(&acme), true),
+            (
+                "bob",
+                "GetSecretValue",
+                secret("dev/x", NO_TAGS),
+                at(now + 1),
+                false,
+            ),
+        ];
+        for (principal, action, resource, context, allowed) in &cases {
+            let request = AuthzRequest {
+                principal,
+                action,
+                resource: *resource,
+                context: *context,
+            };
+            let fresh = PolicyEngine::load_dir(dir.path()).expect("loads");
+            let (w, f) = (warm.authorize(&request), fresh.authorize(&request));
+            let what = format!("round {round}: {principal} {action} {resource:?} {context:?}");
+            assert_eq!(w.allowed, *allowed, "{what}: {w:?}");
+            assert_eq!(
+                (w.allowed, &w.determining_policies, &w.errors),
+                (f.allowed, &f.determining_policies, &f.errors),
+                "{what}"
+            );
+        }
+    }
+}
