@@ -2,6 +2,8 @@
 # What authorization + the audit log cost GetSecretValue (issue 3's target: under 20% of
 # throughput). Round-robin in one run, so this machine's noise hits every target alike:
 #   ceiling     bare axum hello-world (../shared/bench/build-ceiling.sh)
+#   plain       this tree with neither authorization nor the audit log (built here): the
+#               core issue's GetSecretValue, the baseline of issue 3's target
 #   no-audit    this tree with the audit middleware removed (built here, see below);
 #               authorization on, the same policies
 #   audit       this tree as it ships: scope-indexed Cedar policies and the fail-closed,
@@ -13,6 +15,7 @@
 # usage: bench/audit-compare.sh [ROUNDS=3]
 # env:   AUDIT_BIN      skip building the shipped tree; use this binary
 #        NO_AUDIT_BIN   skip building the no-audit variant; use this binary
+#        PLAIN_BIN      skip building the plain variant; use this binary
 #        EXTRA_BINS     "name=path …", more builds to measure alongside (optional)
 #        BENCH_TARGET_DIR  cargo target dir for the no-audit variant (default target/bench-no-audit)
 #        CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  SHARED_BENCH=../shared/bench
@@ -43,21 +46,28 @@ if [[ -z ${AUDIT_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --release --quiet --bin coffer)
   AUDIT_BIN="$ROOT/target/release/coffer"
 fi
-if [[ -z ${NO_AUDIT_BIN:-} ]]; then
-  echo "building HEAD without the audit middleware (release)…" >&2
-  WT="$WORK/no-audit-src"
-  git -C "$ROOT" worktree add --detach --quiet "$WT" HEAD
-  LAYER='from_fn_with_state(audit, audit::record)'
-  grep -q "$LAYER" "$WT/crates/coffer-server/src/lib.rs" || { echo "the audit layer line moved; update $0" >&2; exit 1; }
-  sed -i "/$LAYER/d" "$WT/crates/coffer-server/src/lib.rs"
+LAYER='from_fn_with_state(audit, audit::record)'
+AUTHZ='let engine = self.policy();'
+variant() { # NAME [authz]: build HEAD without the audit layer (and, with authz, without authorization)
+  local wt="$WORK/$1-src" target=${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit}
+  echo "building HEAD as $1 (release)…" >&2
+  git -C "$ROOT" worktree add --detach --quiet "$wt" HEAD
+  grep -q "$LAYER" "$wt/crates/coffer-server/src/lib.rs" || { echo "the audit layer line moved; update $0" >&2; exit 1; }
+  sed -i "/$LAYER/d" "$wt/crates/coffer-server/src/lib.rs"
+  if [[ ${2:-} == authz ]]; then
+    grep -q "$AUTHZ" "$wt/crates/coffer-server/src/auth.rs" || { echo "AppState::authorize changed; update $0" >&2; exit 1; }
+    # Every authorization allows, before any policy work is done.
+    sed -i "s/$AUTHZ/if std::hint::black_box(true) { return Ok(()); } $AUTHZ/" "$wt/crates/coffer-server/src/auth.rs"
+  fi
   # Cargo names workspace crates' artifacts by their path relative to the workspace, so
   # artifacts of another checkout in the same target dir could pass for this one's.
-  find "$WT" -name '*.rs' -exec touch {} +
-  (cd "$WT" && CARGO_TARGET_DIR=${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit} cargo build --release --quiet --bin coffer)
-  cp "${BENCH_TARGET_DIR:-$ROOT/target/bench-no-audit}/release/coffer" "$WORK/coffer-no-audit"
-  git -C "$ROOT" worktree remove --force "$WT"
-  NO_AUDIT_BIN="$WORK/coffer-no-audit"
-fi
+  find "$wt" -name '*.rs' -exec touch {} +
+  (cd "$wt" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin coffer)
+  cp "$target/release/coffer" "$WORK/coffer-$1"
+  git -C "$ROOT" worktree remove --force "$wt"
+}
+if [[ -z ${NO_AUDIT_BIN:-} ]]; then variant no-audit; NO_AUDIT_BIN="$WORK/coffer-no-audit"; fi
+if [[ -z ${PLAIN_BIN:-} ]]; then variant plain authz; PLAIN_BIN="$WORK/coffer-plain"; fi
 
 V='{"name":"bench/read","secret_string":"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234"}'
 declare -A PORT TOKEN
@@ -71,8 +81,9 @@ start() { # NAME BIN PORT
 }
 start no-audit "$NO_AUDIT_BIN" 18361
 start audit "$AUDIT_BIN" 18362
-TARGETS=(no-audit audit)
-port=18363
+start plain "$PLAIN_BIN" 18363
+TARGETS=(plain no-audit audit)
+port=18364
 for nb in ${EXTRA_BINS:-}; do start "${nb%%=*}" "${nb#*=}" $port; TARGETS+=("${nb%%=*}"); port=$((port + 1)); done
 CEIL=$("$SHARED_BENCH/build-ceiling.sh"); ADDR=127.0.0.1:18081 "$CEIL" >/dev/null 2>&1 & PIDS+=($!)
 sleep 1
@@ -97,7 +108,8 @@ done
 records=$(curl -s -H "Authorization: Bearer ${TOKEN[audit]}" "http://127.0.0.1:18362/v1/audit?max_results=1" | grep -o '"seq":[0-9]*' | head -1)
 verify=$(curl -s -X POST -H "Authorization: Bearer ${TOKEN[audit]}" "http://127.0.0.1:18362/v1/audit/verify")
 
-# Medians per (connections, target), and the cost of audit+authz against no-audit.
+# Medians per (connections, target); the cost of authorization + audit against plain (the
+# target) and of the audit log alone against no-audit.
 python3 - "$ROWS" "${TARGETS[@]}" <<'EOF'
 import sys, statistics
 def ms(v):
@@ -107,8 +119,8 @@ def ms(v):
     return float("nan")
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 targets = ["ceiling"] + sys.argv[2:]
-print("| connections | target | req/s (median) | p50 (median) | vs no-audit |")
-print("|---|---|---|---|---|")
+print("| connections | target | req/s (median) | p50 (median) | vs plain | vs no-audit |")
+print("|---|---|---|---|---|---|")
 for c in sorted({r[1] for r in rows}, key=int, reverse=True):
     med = {}
     for t in targets:
@@ -117,8 +129,9 @@ for c in sorted({r[1] for r in rows}, key=int, reverse=True):
         if not rs:
             continue
         med[t] = statistics.median(rs)
-        base = med.get("no-audit")
-        vs = "" if t in ("ceiling", "no-audit") or not base else f"{(med[t] / base - 1) * 100:+.1f}%"
-        print(f"| {c} | {t} | {med[t]:,.0f} | {statistics.median(ps):.2f} ms | {vs} |")
+        def vs(base):
+            b = med.get(base)
+            return "" if t in ("ceiling", base) or not b else f"{(med[t] / b - 1) * 100:+.1f}%"
+        print(f"| {c} | {t} | {med[t]:,.0f} | {statistics.median(ps):.2f} ms | {vs('plain')} | {vs('no-audit')} |")
 EOF
 echo "audit log after the run: newest $records; verify: $verify"
