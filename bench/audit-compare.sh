@@ -17,7 +17,7 @@
 #        NO_AUDIT_BIN   skip building the no-audit variant; use this binary
 #        PLAIN_BIN      skip building the plain variant; use this binary
 #        EXTRA_BINS     "name=path …", more builds to measure alongside (optional)
-#        BENCH_TARGET_DIR  cargo target dir for the no-audit variant (default target/bench-no-audit)
+#        BENCH_TARGET_DIR  cargo target dir for the no-audit and plain variants (default target/bench-no-audit)
 #        CONNS=32 THREADS=2 DURATION=10s WARMUP=2s  SHARED_BENCH=../shared/bench
 #        CONN_LIST="32 1" (connection counts to measure; default: CONNS and 1)
 # The no-audit variant is HEAD (committed code) in a temporary git worktree with the one
