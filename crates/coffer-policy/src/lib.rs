@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
 mod index;
 mod load;
 mod slice;
@@ -399,6 +400,8 @@ pub struct PolicyEngine {
     contexts: slice::ContextCache,
     /// Entity slices of (principal, action) pairs.
     slices: slice::SliceCache,
+    /// Decisions made this second.
+    decisions: cache::DecisionCache,
 }
 
 impl PolicyEngine {
@@ -470,8 +473,16 @@ impl PolicyEngine {
     ///
     /// Only the policies whose scope may match are evaluated (see [`IndexStats`]); the
     /// decision, its determining policies and its errors are those of evaluating every
-    /// policy ([`PolicyEngine::authorize_unindexed`]).
+    /// policy ([`PolicyEngine::authorize_unindexed`]). A request asked again within the
+    /// same second (time is part of the context, in whole seconds) gets the decision
+    /// already made, unless it carries an encryption context.
     pub fn authorize(&self, req: &AuthzRequest<'_>) -> AuthzDecision {
+        self.decisions
+            .get_or_decide(req, || self.authorize_indexed(req))
+    }
+
+    /// [`PolicyEngine::authorize`] without the decision cache.
+    fn authorize_indexed(&self, req: &AuthzRequest<'_>) -> AuthzDecision {
         let (request, entities) = match self.prepare(req) {
             Ok(built) => built,
             Err(denied) => return denied,

@@ -633,6 +633,7 @@ pub(crate) fn build(
         index,
         contexts: Default::default(),
         slices: Default::default(),
+        decisions: Default::default(),
     };
     self_check(&engine, &schema)?;
     tracing::info!(

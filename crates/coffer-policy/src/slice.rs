@@ -2,13 +2,13 @@
 //! (principal with its teams, the action, the resource, the encryption context).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityUid, Request, RestrictedExpression, Schema,
 };
 
+use crate::cache::{Key, PerSecond};
 use crate::{ActionInfo, AuthzRequest, PolicyEngine, Resource};
 
 /// Id of the per-request `Coffer::EncryptionContext` entity. Only its tags matter.
@@ -304,56 +304,25 @@ const MAX_CACHED_CONTEXTS: usize = 4_096;
 /// fresh lexer, so a fresh regex cache): measured here, that was about a fifth of an
 /// authorization. Within one second the context of a (region, API, source address) is
 /// always the same value, so it is built once and cloned (an `Arc`).
-#[derive(Debug, Default)]
-pub(crate) struct ContextCache(Mutex<CachedContexts>);
+#[derive(Debug)]
+pub(crate) struct ContextCache(PerSecond<Context>);
 
-#[derive(Debug, Default)]
-struct CachedContexts {
-    time_unix: i64,
-    /// Source address → (region, API, context).
-    by_source: HashMap<Option<IpAddr>, Vec<(String, String, Context)>>,
-    len: usize,
+impl Default for ContextCache {
+    fn default() -> Self {
+        ContextCache(PerSecond::new(MAX_CACHED_CONTEXTS))
+    }
 }
 
 impl ContextCache {
     fn get_or_build(&self, ctx: &crate::AuthzContext<'_>) -> Result<Context, String> {
-        let key = ctx.source_ip.map(|ip| ip.to_canonical());
-        {
-            let cached = self.lock();
-            if cached.time_unix == ctx.time_unix {
-                let found = cached.by_source.get(&key).and_then(|v| {
-                    v.iter()
-                        .find(|(region, api, _)| region == ctx.region && api == ctx.api)
-                });
-                if let Some((_, _, context)) = found {
-                    return Ok(context.clone());
-                }
-            }
+        let mut key = Key::with_capacity(64);
+        key.str(ctx.region).str(ctx.api).ip(ctx.source_ip);
+        if let Some(context) = self.0.get(ctx.time_unix, key.bytes()) {
+            return Ok(context);
         }
         let context = build_context(ctx, None)?;
-        let mut cached = self.lock();
-        if cached.time_unix != ctx.time_unix {
-            if ctx.time_unix < cached.time_unix {
-                // A request that read the clock just before the second turned.
-                return Ok(context);
-            }
-            cached.time_unix = ctx.time_unix;
-            cached.by_source.clear();
-            cached.len = 0;
-        }
-        if cached.len < MAX_CACHED_CONTEXTS {
-            cached.len += 1;
-            cached.by_source.entry(key).or_default().push((
-                ctx.region.to_owned(),
-                ctx.api.to_owned(),
-                context.clone(),
-            ));
-        }
+        self.0.insert(ctx.time_unix, key.bytes(), context.clone());
         Ok(context)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedContexts> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -924,11 +924,12 @@ fn authorize_cost() {
 
 // ---------------------------------------------------------------- per-engine caches
 
-/// The engine keeps the contexts built this second and the entity slice of each
-/// (principal, action). Asked in an order that hits both caches, a long-lived engine
-/// must decide every request exactly as a fresh engine does, and as the policies say.
+/// The engine keeps the contexts built and the decisions made this second, and the
+/// entity slice of each (principal, action). Asked in an order that hits every cache
+/// with requests that differ in one input only, a long-lived engine must decide every
+/// request exactly as a fresh engine does, and as the policies say.
 #[test]
-fn cached_contexts_and_slices_never_carry_one_request_into_another() {
+fn cached_contexts_slices_and_decisions_never_carry_one_request_into_another() {
     let policies = r#"
 @id("dev-read-dev")
 permit (principal in Coffer::Team::"dev", action in Coffer::Action::"ReadSecret", resource is Coffer::Secret)
@@ -950,6 +951,15 @@ when { context has encryption_context && context.encryption_context.hasTag("tena
 @id("no-frozen")
 forbid (principal, action, resource is Coffer::Secret)
 when { resource.hasTag("frozen") };
+
+@id("app-alias")
+permit (principal == Coffer::User::"carol", action == Coffer::Action::"Encrypt", resource is Coffer::Key)
+when { resource.aliases.contains("alias/app") && resource.region == "eu-west-1"
+       && !(resource.hasTag("retired")) };
+
+@id("staging-env")
+permit (principal == Coffer::User::"bob", action == Coffer::Action::"DescribeSecret", resource is Coffer::Secret)
+when { resource.hasTag("env") && resource.getTag("env") == "staging" && resource.region == "eu-west-1" };
 "#;
     let dir = dir_with(&[("entities.json", ENTITIES), ("p.cedar", policies)]);
     let warm = PolicyEngine::load_dir(dir.path()).expect("loads");
@@ -957,6 +967,22 @@ when { resource.hasTag("frozen") };
     let frozen = BTreeMap::from([("frozen".to_owned(), "yes".to_owned())]);
     let acme = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
     let other = BTreeMap::from([("tenant".to_owned(), "other".to_owned())]);
+    let staging = BTreeMap::from([("env".to_owned(), "staging".to_owned())]);
+    let prod = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+    let retired = BTreeMap::from([("retired".to_owned(), "yes".to_owned())]);
+    let app = ["alias/app".to_owned()];
+    let other_alias = ["alias/other".to_owned()];
+    let us_key = Resource::Key {
+        region: "us-east-1",
+        key_id: "k1",
+        aliases: &app,
+        tags: NO_TAGS,
+    };
+    let us_secret = Resource::Secret {
+        region: "us-east-1",
+        name: "dev/x",
+        tags: &staging,
+    };
     // Each round asks within its own (even) second, then one request in the next second
     // moves the cache on; a request from an earlier second bypasses it.
     for round in 0..3 {
@@ -1066,6 +1092,27 @@ when { resource.hasTag("frozen") };
             ),
             ("carol", "Decrypt", key(&[], NO_TAGS), base, false),
             ("carol", "Decrypt", key(&[], NO_TAGS), with_ec(&acme), true),
+            ("carol", "Encrypt", key(&app, NO_TAGS), base, true),
+            ("carol", "Encrypt", key(&other_alias, NO_TAGS), base, false),
+            ("carol", "Encrypt", key(&app, &retired), base, false),
+            ("carol", "Encrypt", us_key, base, false),
+            ("carol", "Encrypt", key(&app, NO_TAGS), base, true),
+            (
+                "bob",
+                "DescribeSecret",
+                secret("dev/x", &staging),
+                base,
+                true,
+            ),
+            ("bob", "DescribeSecret", secret("dev/x", &prod), base, false),
+            ("bob", "DescribeSecret", us_secret, base, false),
+            (
+                "bob",
+                "DescribeSecret",
+                secret("dev/x", &staging),
+                base,
+                true,
+            ),
             (
                 "bob",
                 "GetSecretValue",
