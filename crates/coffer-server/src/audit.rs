@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -275,12 +276,13 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
         .map(|c| c.0.ip().to_canonical().to_string());
     let draft = AuditDraft::new(entry);
     req.extensions_mut().insert(draft.clone());
+    let in_flight = log.enter();
 
     let resp = next.run(req).await;
 
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     let entry = draft.finish(resp.status().as_u16(), code);
-    match log.append(entry).await {
+    match log.append_request(entry, in_flight).await {
         Ok(_) => resp,
         Err(e) => {
             tracing::error!(error = %e, request_id = %request_id, "audit record not written; the response is withheld (fail closed)");
@@ -307,19 +309,56 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// Operation of the record that notes a retention run.
 const RETENTION_OPERATION: &str = "PruneAuditLog";
 
-/// How long the writer lets a batch gather, measured from the start of the previous
-/// batch write: `GATHER_PER_ENTRY` for every entry of the previous batch beyond the first,
-/// at most `GATHER_MAX`. A store flush costs far more CPU than a record (measured here:
-/// ~235 µs per sled flush, ~20 µs per record), so under concurrent load fewer, larger
-/// batches leave more CPU for requests (32 connections on 2 cores: ~5.7k → ~8.5k
-/// GetSecretValue/s); a lone or sequential client (batches of one) is never held back.
-const GATHER_PER_ENTRY: Duration = Duration::from_micros(100);
-/// See [`GATHER_PER_ENTRY`].
+/// Longest the writer holds a batch back for requests that are still being answered
+/// (see [`writer`]), counted from the end of the previous write.
 const GATHER_MAX: Duration = Duration::from_millis(2);
 
-fn gather_time(previous_batch: usize) -> Duration {
-    let extra = u32::try_from(previous_batch.saturating_sub(1)).unwrap_or(u32::MAX);
-    GATHER_PER_ENTRY.saturating_mul(extra).min(GATHER_MAX)
+/// The middleware's count of audited requests, which the writer batches by.
+#[derive(Default)]
+struct InFlight {
+    /// Audited requests that entered the middleware.
+    entered: AtomicU64,
+    /// Of those, how many have queued their record or ended without one (dropped: the
+    /// client went away).
+    left: AtomicU64,
+    /// `entered` when the writer last finished a write: the writer starts the next batch
+    /// once `left` has caught up with it.
+    wait_for: AtomicU64,
+    /// The writer thread, woken when `left` catches up.
+    writer: OnceLock<std::thread::Thread>,
+}
+
+impl InFlight {
+    fn leave(&self) {
+        let left = self.left.fetch_add(1, Ordering::AcqRel) + 1;
+        if left >= self.wait_for.load(Ordering::Acquire) {
+            if let Some(t) = self.writer.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// One audited request between entering the middleware and queuing its record; if it is
+/// dropped first (the client went away), it still counts as gone.
+pub(crate) struct Entered {
+    counts: Arc<InFlight>,
+    left: bool,
+}
+
+impl Entered {
+    fn leave(mut self) {
+        self.left = true;
+        self.counts.leave();
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if !self.left {
+            self.counts.leave();
+        }
+    }
 }
 
 /// Handle to the one audit writer (a dedicated thread, so its store work and waits never
@@ -327,6 +366,7 @@ fn gather_time(previous_batch: usize) -> Duration {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: std::sync::mpsc::Sender<Pending>,
+    in_flight: Arc<InFlight>,
 }
 
 impl AuditLog {
@@ -338,17 +378,59 @@ impl AuditLog {
         mirror: Option<PathBuf>,
         retention: Option<Duration>,
     ) -> Result<AuditLog, AuditError> {
+        Self::start_with(core, mirror, retention, GATHER_MAX)
+    }
+
+    fn start_with(
+        core: Arc<Coffer>,
+        mirror: Option<PathBuf>,
+        retention: Option<Duration>,
+        gather_max: Duration,
+    ) -> Result<AuditLog, AuditError> {
         if let Some(path) = &mirror {
             write_mirror(path, &[])?;
         }
         // Unbounded, but never long: every sender waits for its acknowledgement, so the
         // queue holds at most one entry per request in flight.
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let in_flight = Arc::new(InFlight::default());
+        let counts = in_flight.clone();
+        let handle = std::thread::Builder::new()
             .name("coffer-audit".into())
-            .spawn(move || writer(&core, mirror.as_deref(), retention, &rx))
+            .spawn(move || {
+                writer(
+                    &core,
+                    mirror.as_deref(),
+                    retention,
+                    &rx,
+                    &counts,
+                    gather_max,
+                )
+            })
             .map_err(|e| AuditError::WriterStart(e.to_string()))?;
-        Ok(AuditLog { tx })
+        let _ = in_flight.writer.set(handle.thread().clone());
+        Ok(AuditLog { tx, in_flight })
+    }
+
+    /// Counts an audited request as in flight until its record is queued
+    /// ([`Self::append_request`]) or the returned guard is dropped.
+    pub(crate) fn enter(&self) -> Entered {
+        self.in_flight.entered.fetch_add(1, Ordering::AcqRel);
+        Entered {
+            counts: self.in_flight.clone(),
+            left: false,
+        }
+    }
+
+    /// Appends the record of a request counted by [`Self::enter`]; resolves with its
+    /// sequence number once it is durable.
+    async fn append_request(&self, entry: AuditEntry, entered: Entered) -> Result<u64, AuditError> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Pending { entry, done });
+        // Queued first, then counted: the writer that sees the count finds the record.
+        entered.leave();
+        sent.map_err(|_| AuditError::WriterStopped)?;
+        wait.await.map_err(|_| AuditError::WriterStopped)?
     }
 
     /// Appends one entry; resolves with its sequence number once it is durable.
@@ -363,15 +445,25 @@ impl AuditLog {
 
 /// The writer: gather a batch, write it (log, mirror), acknowledge; between batches, apply
 /// the retention period when due; until every sender is gone.
+///
+/// Group commit, batched by epoch: each write ends with one `fdatasync`, which costs this
+/// machine far more than a record does (and more CPU than the process is charged for), so
+/// under concurrent load fewer, larger batches leave more CPU for requests. Once a write
+/// is done the writer notes how many audited requests have entered the middleware; the
+/// next batch starts when as many have queued their record (or gone), so the requests
+/// that were being answered during a write share the next one, while the requests the
+/// write released run on. Never later than [`GATHER_MAX`] after the previous write; a lone
+/// or sequential client, whose request is the only one in flight, is never held back.
 fn writer(
     core: &Coffer,
     mirror: Option<&Path>,
     retention: Option<Duration>,
     rx: &std::sync::mpsc::Receiver<Pending>,
+    in_flight: &InFlight,
+    gather_max: Duration,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut last_start = Instant::now();
-    let mut last_len = 0usize;
+    let mut last_done = Instant::now();
     let mut next_retention = Instant::now();
     loop {
         let first = match retention {
@@ -391,17 +483,26 @@ fn writer(
                 }
             }
         };
-        let wait = gather_time(last_len).saturating_sub(last_start.elapsed());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+        let deadline = last_done + gather_max;
+        while in_flight.left.load(Ordering::Acquire) < in_flight.wait_for.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
         }
-        last_start = Instant::now();
         let mut batch = vec![first];
         drain(rx, &mut batch);
-        last_len = batch.len();
         let (entries, waiters): (Vec<AuditEntry>, Vec<_>) =
             batch.into_iter().map(|p| (p.entry, p.done)).unzip();
-        match write_batch(core, mirror, &entries) {
+        let written = write_batch(core, mirror, &entries);
+        // Before any acknowledgement: the requests this write releases belong to the
+        // next epoch.
+        in_flight
+            .wait_for
+            .store(in_flight.entered.load(Ordering::Acquire), Ordering::Release);
+        last_done = Instant::now();
+        match written {
             Ok(records) => {
                 for (w, r) in waiters.into_iter().zip(records) {
                     let _ = w.send(Ok(r.seq));
@@ -584,12 +685,92 @@ mod tests {
         assert_eq!(e.keys.len(), 1);
     }
 
-    #[test]
-    fn only_concurrent_load_makes_batches_gather() {
-        assert_eq!(gather_time(0), Duration::ZERO);
-        assert_eq!(gather_time(1), Duration::ZERO);
-        assert_eq!(gather_time(3), GATHER_PER_ENTRY * 2);
-        assert_eq!(gather_time(10_000), GATHER_MAX);
+    fn memory_core(dir: &Path) -> Arc<Coffer> {
+        let store = coffer_store::SledStore::open(dir).expect("store");
+        Arc::new(
+            Coffer::new(
+                Arc::new(store),
+                Arc::new(coffer_crypto::MemoryRootKey::generate()),
+                coffer_core::CoreConfig::default(),
+            )
+            .expect("core"),
+        )
+    }
+
+    fn entry(id: &str) -> AuditEntry {
+        AuditEntry::new("GetSecretValue", id, OffsetDateTime::now_utc())
+    }
+
+    async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not complete"))
+    }
+
+    /// A batch waits for the requests that were being answered while the previous one
+    /// was written (or went away), so they share one write; a sequential client is never
+    /// held back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_waits_for_the_requests_in_flight_during_the_previous_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log =
+            AuditLog::start_with(memory_core(dir.path()), None, None, Duration::from_secs(60))
+                .expect("start");
+        let (a, b) = (log.enter(), log.enter());
+        // Nothing was in flight before: written at once.
+        within("a", log.append_request(entry("a"), a))
+            .await
+            .expect("a");
+        // b entered before that write ended: the next batch waits for it.
+        let spawn_append = |id: &'static str| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(entry(id)).await })
+        };
+        let c = spawn_append("c");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !c.is_finished(),
+            "c was written before b, which was in flight, queued"
+        );
+        let d = log.enter();
+        let seq_b = within("b", log.append_request(entry("b"), b))
+            .await
+            .expect("b");
+        let seq_c = within("c", c).await.expect("join").expect("c");
+        assert_eq!(seq_b.abs_diff(seq_c), 1, "b and c share a batch");
+        // d entered before that write ended; it goes away without a record, which
+        // releases the next batch as well.
+        let e = spawn_append("e");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!e.is_finished(), "e was written while d was in flight");
+        drop(d);
+        within("e", e).await.expect("join").expect("e");
+        // One request at a time: each is the only one in flight.
+        for id in ["f", "g", "h"] {
+            let t = log.enter();
+            within(id, log.append_request(entry(id), t))
+                .await
+                .expect(id);
+        }
+    }
+
+    /// A request that stays in flight holds a batch back for at most the gather limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_request_holds_a_batch_back_for_the_gather_limit_at_most() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limit = Duration::from_millis(200);
+        let log = AuditLog::start_with(memory_core(dir.path()), None, None, limit).expect("start");
+        let (slow, a) = (log.enter(), log.enter());
+        within("a", log.append_request(entry("a"), a))
+            .await
+            .expect("a");
+        let started = Instant::now();
+        within("b", log.append(entry("b"))).await.expect("b");
+        assert!(
+            started.elapsed() >= limit / 2,
+            "b did not wait for the slow request"
+        );
+        drop(slow);
     }
 
     /// The writer's retention pass removes the expired segments through the core and
