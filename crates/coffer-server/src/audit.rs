@@ -11,7 +11,8 @@
 //!   503 `AuditUnavailable`: nothing the handler produced (a secret value, a plaintext)
 //!   leaves the server unaudited.
 //! - [`AuditLog`] feeds ONE writer thread through a channel. The writer takes everything
-//!   queued (lingering briefly while more keeps arriving), chains it and appends it to the
+//!   queued (once the requests being answered during its previous write have queued
+//!   theirs, or at most 2 ms after that write: see [`writer`]), chains it, appends it to the
 //!   store's audit log with one write and one `fdatasync` (group commit), appends the
 //!   records to the optional JSON-lines mirror, then acknowledges each waiting request.
 //!   With a retention period it also removes expired segments of the log, hourly, and
