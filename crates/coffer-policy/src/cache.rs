@@ -72,7 +72,7 @@ impl<V: Clone> PerSecond<V> {
 
 /// An unambiguous byte key: every field is tagged or length-prefixed, so no two
 /// different field sequences encode alike.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Key(Vec<u8>);
 
 impl Key {

@@ -342,7 +342,7 @@ impl InFlight {
 
 /// One audited request between entering the middleware and queuing its record; if it is
 /// dropped first (the client went away), it still counts as gone.
-pub(crate) struct Entered {
+struct Entered {
     counts: Arc<InFlight>,
     left: bool,
 }
@@ -415,7 +415,7 @@ impl AuditLog {
 
     /// Counts an audited request as in flight until its record is queued
     /// ([`Self::append_request`]) or the returned guard is dropped.
-    pub(crate) fn enter(&self) -> Entered {
+    fn enter(&self) -> Entered {
         self.in_flight.entered.fetch_add(1, Ordering::AcqRel);
         Entered {
             counts: self.in_flight.clone(),
@@ -426,20 +426,30 @@ impl AuditLog {
     /// Appends the record of a request counted by [`Self::enter`]; resolves with its
     /// sequence number once it is durable.
     async fn append_request(&self, entry: AuditEntry, entered: Entered) -> Result<u64, AuditError> {
-        let (done, wait) = oneshot::channel();
-        let sent = self.tx.send(Pending { entry, done });
+        let queued = self.queue(entry);
         // Queued first, then counted: the writer that sees the count finds the record.
         entered.leave();
-        sent.map_err(|_| AuditError::WriterStopped)?;
-        wait.await.map_err(|_| AuditError::WriterStopped)?
+        Self::durable(queued?).await
     }
 
     /// Appends one entry; resolves with its sequence number once it is durable.
     pub async fn append(&self, entry: AuditEntry) -> Result<u64, AuditError> {
+        Self::durable(self.queue(entry)?).await
+    }
+
+    /// Hands `entry` to the writer; the receiver gets its sequence number once durable.
+    fn queue(
+        &self,
+        entry: AuditEntry,
+    ) -> Result<oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Pending { entry, done })
             .map_err(|_| AuditError::WriterStopped)?;
+        Ok(wait)
+    }
+
+    async fn durable(wait: oneshot::Receiver<Result<u64, AuditError>>) -> Result<u64, AuditError> {
         wait.await.map_err(|_| AuditError::WriterStopped)?
     }
 }
