@@ -1093,7 +1093,7 @@ impl Coffer {
         let res = match audit {
             Some(sink) => sink.record(e).await,
             None => self
-                .append_audit(&[e])
+                .append_audit(vec![e])
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         };

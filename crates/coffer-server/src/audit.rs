@@ -506,7 +506,8 @@ fn writer(
         drain(rx, &mut batch);
         let (entries, waiters): (Vec<AuditEntry>, Vec<_>) =
             batch.into_iter().map(|p| (p.entry, p.done)).unzip();
-        let written = write_batch(core, mirror, &entries);
+        let count = entries.len();
+        let written = write_batch(core, mirror, entries);
         // Before any acknowledgement: the requests this write releases belong to the
         // next epoch.
         in_flight
@@ -515,12 +516,13 @@ fn writer(
         last_done = Instant::now();
         match written {
             Ok(records) => {
-                for (w, r) in waiters.into_iter().zip(records) {
+                // Every response first; the records are freed after.
+                for (w, r) in waiters.into_iter().zip(&records) {
                     let _ = w.send(Ok(r.seq));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = entries.len(), "audit batch failed");
+                tracing::error!(error = %e, records = count, "audit batch failed");
                 for w in waiters {
                     let _ = w.send(Err(e.clone()));
                 }
@@ -552,7 +554,7 @@ fn apply_retention(core: &Coffer, mirror: Option<&Path>, max_age: Duration) {
                 p.through,
                 max_age.as_secs() / 86_400
             ));
-            if let Err(err) = write_batch(core, mirror, &[e]) {
+            if let Err(err) = write_batch(core, mirror, vec![e]) {
                 tracing::error!(error = %err, "the audit record of a retention run was not written");
             }
         }
@@ -594,7 +596,7 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 fn write_batch(
     core: &Coffer,
     mirror: Option<&Path>,
-    entries: &[AuditEntry],
+    entries: Vec<AuditEntry>,
 ) -> Result<Vec<AuditRecord>, AuditError> {
     let records = core
         .append_audit(entries)
@@ -811,7 +813,7 @@ mod tests {
         .expect("core");
         for age_days in [30, 20, 10, 0] {
             let t = now - time::Duration::days(age_days);
-            core.append_audit(&[
+            core.append_audit(vec![
                 AuditEntry::new("GetSecretValue", "a", t),
                 AuditEntry::new("GetSecretValue", "b", t),
             ])
