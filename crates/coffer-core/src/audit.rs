@@ -497,11 +497,9 @@ fn append_owned(
         return Ok(Vec::new());
     }
     let records = store.audit_log().append_with(|tail| {
-        let mut prev = match tail.last {
-            Some(_) if known.is_some_and(|k| k.seq + 1 == tail.next_seq) => {
-                known.map(|k| k.hash.clone()).unwrap_or_default()
-            }
-            Some(line) => {
+        let mut prev = match (tail.last, known) {
+            (Some(_), Some(k)) if k.seq + 1 == tail.next_seq => k.hash.clone(),
+            (Some(line), _) => {
                 serde_json::from_slice::<HashOnly>(line)
                     .map_err(|e| {
                         StoreError::Backend(format!(
@@ -512,7 +510,7 @@ fn append_owned(
                     .hash
             }
             // An empty log starts the chain, or continues after what retention removed.
-            None => match read_key::<AuditBase>(store, BASE_KEY) {
+            (None, _) => match read_key::<AuditBase>(store, BASE_KEY) {
                 Ok(Some(b)) if b.seq + 1 == tail.next_seq => b.hash,
                 Ok(_) => GENESIS_HASH.to_string(),
                 Err(e) => return Err(StoreError::Backend(e.to_string())),
