@@ -506,7 +506,6 @@ fn writer(
         drain(rx, &mut batch);
         let (entries, waiters): (Vec<AuditEntry>, Vec<_>) =
             batch.into_iter().map(|p| (p.entry, p.done)).unzip();
-        let count = entries.len();
         let written = write_batch(core, mirror, entries);
         // Before any acknowledgement: the requests this write releases belong to the
         // next epoch.
@@ -522,7 +521,7 @@ fn writer(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = count, "audit batch failed");
+                tracing::error!(error = %e, records = waiters.len(), "audit batch failed");
                 for w in waiters {
                     let _ = w.send(Err(e.clone()));
                 }
