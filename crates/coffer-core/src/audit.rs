@@ -250,7 +250,14 @@ impl AuditRecord {
     /// [`AuditRecord::seal`], taking the entry's fields instead of copying them (the audit
     /// writer's path: one allocation less per field and record).
     pub fn seal_owned(entry: AuditEntry, seq: u64, prev_hash: &str) -> AuditRecord {
-        let mut r = AuditRecord {
+        let mut r = Self::unhashed(entry, seq, prev_hash);
+        r.hash = r.compute_hash();
+        r
+    }
+
+    /// The record of `entry` with an empty `hash`.
+    fn unhashed(entry: AuditEntry, seq: u64, prev_hash: &str) -> AuditRecord {
+        AuditRecord {
             seq,
             time: fmt_nanos(entry.time),
             request_id: entry.request_id,
@@ -270,9 +277,7 @@ impl AuditRecord {
             trail: entry.trail,
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
-        };
-        r.hash = r.compute_hash();
-        r
+        }
     }
 
     /// Hex SHA-256 of [`canonical_encoding`].
@@ -326,6 +331,64 @@ impl AuditRecord {
     }
 }
 
+// The canonical encoding's pieces, written byte by byte rather than with `format!`: they
+// run for every record on the audit path. `canonical_encoding_is_stable` pins the output.
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+fn val(out: &mut Vec<u8>, name: &str, v: &[u8]) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(decimal(v.len() as u64, &mut buf));
+    out.push(b':');
+    out.extend_from_slice(v);
+    out.push(b'\n');
+}
+fn num(out: &mut Vec<u8>, name: &str, n: u64) {
+    let mut buf = [0u8; 20];
+    let digits = decimal(n, &mut buf);
+    val(out, name, digits);
+}
+fn opt(out: &mut Vec<u8>, name: &str, v: Option<&str>) {
+    match v {
+        Some(v) => val(out, name, v.as_bytes()),
+        None => {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"~\n");
+        }
+    }
+}
+fn count(out: &mut Vec<u8>, name: &str, n: usize) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'#');
+    out.extend_from_slice(decimal(n as u64, &mut buf));
+    out.push(b'\n');
+}
+fn list(out: &mut Vec<u8>, name: &str, items: &[String]) {
+    count(out, name, items.len());
+    for i in items {
+        val(out, "-", i.as_bytes());
+    }
+}
+
+/// The start of the canonical encoding: the magic line, `seq` and `prev_hash`.
+fn canonical_head(out: &mut Vec<u8>, seq: u64, prev_hash: &[u8]) {
+    out.extend_from_slice(CANONICAL_MAGIC.as_bytes());
+    num(out, "seq", seq);
+    val(out, "prev_hash", prev_hash);
+}
+
 /// The canonical encoding that a record's hash covers: the line
 /// `coffer-audit-record v1`, then every field but `hash`, in this order, one per line:
 ///
@@ -343,60 +406,8 @@ impl AuditRecord {
 /// followed by its items (`-=<len>:<bytes>\n`; a key is its `key_id` and `key_version`).
 /// Lengths make the encoding unambiguous whatever bytes a value holds.
 pub fn canonical_encoding(r: &AuditRecord) -> Vec<u8> {
-    // Written byte by byte rather than with `format!`: it runs for every record on the
-    // audit writer's hot path. `canonical_encoding_is_stable` pins the output.
-    fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-        let mut i = buf.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                return &buf[i..];
-            }
-        }
-    }
-    fn val(out: &mut Vec<u8>, name: &str, v: &[u8]) {
-        let mut buf = [0u8; 20];
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(decimal(v.len() as u64, &mut buf));
-        out.push(b':');
-        out.extend_from_slice(v);
-        out.push(b'\n');
-    }
-    fn num(out: &mut Vec<u8>, name: &str, n: u64) {
-        let mut buf = [0u8; 20];
-        let digits = decimal(n, &mut buf);
-        val(out, name, digits);
-    }
-    fn opt(out: &mut Vec<u8>, name: &str, v: Option<&str>) {
-        match v {
-            Some(v) => val(out, name, v.as_bytes()),
-            None => {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b"~\n");
-            }
-        }
-    }
-    fn count(out: &mut Vec<u8>, name: &str, n: usize) {
-        let mut buf = [0u8; 20];
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'#');
-        out.extend_from_slice(decimal(n as u64, &mut buf));
-        out.push(b'\n');
-    }
-    fn list(out: &mut Vec<u8>, name: &str, items: &[String]) {
-        count(out, name, items.len());
-        for i in items {
-            val(out, "-", i.as_bytes());
-        }
-    }
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(CANONICAL_MAGIC.as_bytes());
-    num(&mut out, "seq", r.seq);
-    val(&mut out, "prev_hash", r.prev_hash.as_bytes());
+    canonical_head(&mut out, r.seq, r.prev_hash.as_bytes());
     val(&mut out, "time", r.time.as_bytes());
     val(&mut out, "request_id", r.request_id.as_bytes());
     opt(&mut out, "principal", r.principal.as_deref());
@@ -478,25 +489,130 @@ struct HashOnly {
     hash: String,
 }
 
+/// An entry encoded by the thread that built it, ready to be chained: its JSON line and
+/// its canonical encoding, both without `seq`, `prev_hash` and `hash`. The audit writer
+/// then only numbers, hashes and concatenates (see [`Coffer::append_prepared`]), and the
+/// entry's strings are freed where they were allocated.
+#[derive(Debug, Clone)]
+pub struct PreparedEntry {
+    /// The JSON fields between `seq` and `prev_hash` (`"time":…,`), then the canonical
+    /// encoding's fields after `prev_hash`.
+    buf: Vec<u8>,
+    /// Where the canonical part starts.
+    split: usize,
+}
+
+/// How a record with `seq` 0 and empty hashes starts and ends in JSON and in the
+/// canonical encoding: what [`PreparedEntry::new`] cuts off.
+const JSON_HEAD: &[u8] = b"{\"seq\":0,";
+const JSON_TAIL: &[u8] = b"\"prev_hash\":\"\",\"hash\":\"\"}";
+
+impl PreparedEntry {
+    /// Encodes `entry`.
+    pub fn new(entry: AuditEntry) -> Result<PreparedEntry> {
+        let r = AuditRecord::unhashed(entry, 0, "");
+        let mut buf = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut buf, &r)
+            .map_err(|e| CoreError::Internal(format!("encode audit record: {e}")))?;
+        let mut head = Vec::with_capacity(64);
+        canonical_head(&mut head, 0, b"");
+        let canonical = canonical_encoding(&r);
+        let (Some(json), Some(body)) = (
+            buf.strip_prefix(JSON_HEAD)
+                .and_then(|b| b.strip_suffix(JSON_TAIL)),
+            canonical.strip_prefix(head.as_slice()),
+        ) else {
+            return Err(CoreError::Internal(
+                "an audit record does not encode in the expected field order".into(),
+            ));
+        };
+        let (json_len, body_start) = (json.len(), canonical.len() - body.len());
+        buf.copy_within(JSON_HEAD.len()..JSON_HEAD.len() + json_len, 0);
+        buf.truncate(json_len);
+        buf.extend_from_slice(&canonical[body_start..]);
+        Ok(PreparedEntry {
+            buf,
+            split: json_len,
+        })
+    }
+
+    /// Appends this entry as record `seq` after `prev_hash` to `out` (its JSON line and
+    /// `'\n'`) and returns its hash: the same bytes and hash as
+    /// [`AuditRecord::seal_owned`] and `serde_json`.
+    fn chain(&self, seq: u64, prev_hash: &str, out: &mut Vec<u8>) -> String {
+        let mut head = Vec::with_capacity(128);
+        canonical_head(&mut head, seq, prev_hash.as_bytes());
+        let digest = Sha256::new()
+            .chain_update(&head)
+            .chain_update(&self.buf[self.split..])
+            .finalize();
+        let hash = hex::encode(digest);
+        let mut digits = [0u8; 20];
+        out.extend_from_slice(b"{\"seq\":");
+        out.extend_from_slice(decimal(seq, &mut digits));
+        out.push(b',');
+        out.extend_from_slice(&self.buf[..self.split]);
+        out.extend_from_slice(b"\"prev_hash\":\"");
+        out.extend_from_slice(prev_hash.as_bytes());
+        out.extend_from_slice(b"\",\"hash\":\"");
+        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+        hash
+    }
+}
+
+/// What one append wrote.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Position of the first record (the others follow in order).
+    pub first_seq: u64,
+    /// The newest record.
+    pub head: AuditHead,
+    /// The records as written: JSON lines, each ending in `'\n'` (what the JSON-lines
+    /// mirror appends).
+    pub lines: Vec<u8>,
+}
+
+impl Appended {
+    /// The records, decoded back from [`Appended::lines`].
+    pub fn records(&self) -> Result<Vec<AuditRecord>> {
+        self.lines
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice(l)
+                    .map_err(|e| CoreError::Internal(format!("decode audit record: {e}")))
+            })
+            .collect()
+    }
+}
+
 /// Chains `entries` after the newest record and appends them to the log in one write,
 /// durable when this returns (one `fdatasync` for the batch). Returns the records written,
 /// in order.
 pub fn append(store: &dyn Store, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
-    append_owned(store, entries.to_vec(), None)
+    let prepared = entries
+        .iter()
+        .map(|e| PreparedEntry::new(e.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    match append_prepared(store, &prepared, None)? {
+        Some(a) => a.records(),
+        None => Ok(Vec::new()),
+    }
 }
 
-/// [`append`], taking the entries. `known` is the newest record this process appended,
+/// [`append`] of prepared entries. `known` is the newest record this process appended,
 /// if it knows it: when it is still the newest in the log, the batch chains to its hash
-/// without reading the log's last line back.
-fn append_owned(
+/// without reading the log's last line back. `None` when there was nothing to append.
+fn append_prepared(
     store: &dyn Store,
-    entries: Vec<AuditEntry>,
+    entries: &[PreparedEntry],
     known: Option<&AuditHead>,
-) -> Result<Vec<AuditRecord>> {
+) -> Result<Option<Appended>> {
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let records = store.audit_log().append_with(|tail| {
+    let ((first_seq, head), lines) = store.audit_log().append_joined_with(|tail| {
         let mut prev = match (tail.last, known) {
             (Some(_), Some(k)) if k.seq + 1 == tail.next_seq => k.hash.clone(),
             (Some(line), _) => {
@@ -516,20 +632,32 @@ fn append_owned(
                 Err(e) => return Err(StoreError::Backend(e.to_string())),
             },
         };
-        let mut records = Vec::with_capacity(entries.len());
-        let mut lines = Vec::with_capacity(entries.len());
-        for (seq, e) in (tail.next_seq..).zip(entries) {
-            let r = AuditRecord::seal_owned(e, seq, &prev);
-            lines.push(
-                serde_json::to_vec(&r)
-                    .map_err(|e| StoreError::Backend(format!("encode audit record: {e}")))?,
-            );
-            prev.clone_from(&r.hash);
-            records.push(r);
+        // The hash goes into the line as it is (unescaped): one read back from a damaged
+        // log must not break the line apart.
+        if !prev.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Backend(format!(
+                "the newest audit record ({}) holds a hash that is not hex, so nothing can be chained to it; run `coffer audit verify`",
+                tail.next_seq - 1
+            )));
         }
-        Ok((lines, records))
+        let mut lines =
+            Vec::with_capacity(entries.iter().map(|e| e.buf.len() + 200).sum::<usize>());
+        let mut seq = tail.next_seq;
+        for e in entries {
+            prev = e.chain(seq, &prev, &mut lines);
+            seq += 1;
+        }
+        let head = AuditHead {
+            seq: seq - 1,
+            hash: prev,
+        };
+        Ok((lines, (tail.next_seq, head)))
     })?;
-    Ok(records)
+    Ok(Some(Appended {
+        first_seq,
+        head,
+        lines,
+    }))
 }
 
 /// Writes `head` as the checkpoint (applied, durable with the store's next sync).
@@ -936,15 +1064,25 @@ impl Coffer {
     /// one `fdatasync`). Returns the chained records, in order. Moves the checkpoint at
     /// most every [`CHECKPOINT_EVERY`].
     pub fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditRecord>> {
+        let prepared = entries
+            .into_iter()
+            .map(PreparedEntry::new)
+            .collect::<Result<Vec<_>>>()?;
+        match self.append_prepared(&prepared)? {
+            Some(a) => a.records(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`Coffer::append_audit`] of entries prepared on the requests' own threads (the
+    /// audit writer's path). `None` when `entries` is empty.
+    pub fn append_prepared(&self, entries: &[PreparedEntry]) -> Result<Option<Appended>> {
         let known = self.audit_head();
-        let records = append_owned(self.store.as_ref(), entries, known.as_ref())?;
-        if let Some(r) = records.last() {
+        let appended = append_prepared(self.store.as_ref(), entries, known.as_ref())?;
+        if let Some(a) = &appended {
             let mut tip = self.audit_tip.lock().unwrap_or_else(|p| p.into_inner());
-            if tip.head.as_ref().is_none_or(|h| h.seq < r.seq) {
-                tip.head = Some(AuditHead {
-                    seq: r.seq,
-                    hash: r.hash.clone(),
-                });
+            if tip.head.as_ref().is_none_or(|h| h.seq < a.head.seq) {
+                tip.head = Some(a.head.clone());
             }
             if tip.written.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
                 tip.written = Some(std::time::Instant::now());
@@ -957,7 +1095,7 @@ impl Coffer {
                 }
             }
         }
-        Ok(records)
+        Ok(appended)
     }
 
     /// The newest record this process appended.
@@ -1126,6 +1264,11 @@ mod tests {
 
     /// A record with every field set, and one with none of the optional ones.
     fn golden_records() -> [AuditRecord; 2] {
+        golden_entries().map(|(e, seq, prev)| AuditRecord::seal(&e, seq, &prev))
+    }
+
+    /// The entries of [`golden_records`], with their `seq` and `prev_hash`.
+    fn golden_entries() -> [(AuditEntry, u64, String); 2] {
         let mut e = entry(3);
         e.region = Some("eu-west-1".into());
         e.extra_resources = vec!["key:local/k2".into(), "secret:local/ünïcode\n".into()];
@@ -1143,9 +1286,37 @@ mod tests {
         }];
         let bare = AuditEntry::new("UnknownOperation", "-", OffsetDateTime::UNIX_EPOCH);
         [
-            AuditRecord::seal(&e, 42, &"ab".repeat(32)),
-            AuditRecord::seal(&bare, 1, GENESIS_HASH),
+            (e, 42, "ab".repeat(32)),
+            (bare, 1, GENESIS_HASH.to_string()),
         ]
+    }
+
+    /// The writer's path (entries prepared on the requests' threads, chained by
+    /// concatenation) writes exactly the line and hash of a sealed record.
+    #[test]
+    fn a_prepared_entry_chains_to_the_sealed_record() {
+        let mut cases: Vec<(AuditEntry, u64, String)> = golden_entries().into();
+        for i in 0..12 {
+            cases.push((
+                entry(i),
+                [1, 9, 10, 99_999, u64::MAX][i % 5],
+                "cd".repeat(32),
+            ));
+        }
+        for (e, seq, prev) in cases {
+            let sealed = AuditRecord::seal(&e, seq, &prev);
+            let mut line = Vec::new();
+            let hash = PreparedEntry::new(e)
+                .expect("prepare")
+                .chain(seq, &prev, &mut line);
+            assert_eq!(hash, sealed.hash);
+            let mut want = serde_json::to_vec(&sealed).expect("json");
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&line),
+                String::from_utf8_lossy(&want)
+            );
+        }
     }
 
     /// The encoding is a stored format: every hash already in a log depends on it, so it
@@ -1335,6 +1506,22 @@ mod tests {
             err.contains("newest audit record (3) cannot be read"),
             "{err}"
         );
+        assert_eq!(s.audit_log().last_seq(), 3);
+    }
+
+    /// The writer puts the previous hash into the new line unescaped, so a newest record
+    /// whose hash was edited into something else (here: a quote and a newline escape)
+    /// stops appends instead of producing a broken line.
+    #[test]
+    fn a_newest_record_with_a_non_hex_hash_stops_appends() {
+        let (d, s) = store_with(3);
+        let s = tamper(&d, s, |l| {
+            let mut r = json(&l[2]);
+            r["hash"] = serde_json::Value::String("ab\"\n".into());
+            l[2] = serde_json::to_vec(&r).unwrap();
+        });
+        let err = append(&s, &[entry(4)]).unwrap_err().to_string();
+        assert!(err.contains("holds a hash that is not hex"), "{err}");
         assert_eq!(s.audit_log().last_seq(), 3);
     }
 

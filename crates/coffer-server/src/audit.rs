@@ -10,11 +10,12 @@
 //!   once the record is durable. If it cannot be written the response is replaced by
 //!   503 `AuditUnavailable`: nothing the handler produced (a secret value, a plaintext)
 //!   leaves the server unaudited.
-//! - [`AuditLog`] feeds ONE writer thread through a channel. The writer takes everything
-//!   queued (once the requests being answered during its previous write have queued
-//!   theirs, or at most 2 ms after that write: see [`writer`]), chains it, appends it to the
+//! - [`AuditLog`] feeds ONE writer thread. Each request encodes its own record
+//!   ([`PreparedEntry`]) and adds it to the batch being gathered. The writer takes the
+//!   batch (once the requests being answered during its previous write have added theirs,
+//!   or at most 2 ms after that write: see [`writer`]), chains it, appends it to the
 //!   store's audit log with one write and one `fdatasync` (group commit), appends the
-//!   records to the optional JSON-lines mirror, then acknowledges each waiting request.
+//!   records to the optional JSON-lines mirror, then wakes the batch's requests at once.
 //!   With a retention period it also removes expired segments of the log, hourly, and
 //!   records that it did.
 //!
@@ -34,17 +35,15 @@ use axum::http::{Extensions, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use coffer_api::VerifyAuditResponse;
-use coffer_core::audit::{AuditDecision, AuditEntry, AuditRecord};
+use coffer_core::audit::{AuditDecision, AuditEntry, PreparedEntry};
 use coffer_core::{Coffer, KeyUse};
 use coffer_policy::{AuthzDecision, Resource};
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 
-/// Most records chained into one store batch.
-const MAX_BATCH: usize = 4_096;
 /// Longest request id kept (ids may come from clients).
 const MAX_REQUEST_ID_CHARS: usize = 128;
 /// Operation recorded for a `/v1` path that matches no route.
@@ -65,6 +64,9 @@ pub enum AuditError {
         /// What failed.
         message: String,
     },
+    /// The record could not be encoded.
+    #[error("audit record: {0}")]
+    Encode(String),
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     WriterStart(String),
@@ -299,10 +301,41 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
     }
 }
 
-/// A request waiting for its record to be durable.
-struct Pending {
-    entry: AuditEntry,
-    done: oneshot::Sender<Result<u64, AuditError>>,
+/// The outcome of one batch, which all its requests wait on.
+#[derive(Default)]
+struct BatchDone {
+    /// The first record's position, once the batch is durable (or why it is not).
+    result: OnceLock<Result<u64, AuditError>>,
+    /// Woken once `result` is set.
+    notify: Notify,
+}
+
+impl BatchDone {
+    /// Resolves with the position of the batch's record `index` once the batch is
+    /// durable.
+    async fn wait(&self, index: usize) -> Result<u64, AuditError> {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        loop {
+            // Registered before `result` is read: the writer sets `result`, then wakes
+            // every registered waiter, so no wake-up is lost in between.
+            notified.as_mut().enable();
+            if let Some(r) = self.result.get() {
+                return r.clone().map(|first| first + index as u64);
+            }
+            notified.as_mut().await;
+            notified.set(self.notify.notified());
+        }
+    }
+}
+
+/// The batch being gathered.
+struct Gathering {
+    entries: Vec<PreparedEntry>,
+    done: Arc<BatchDone>,
+    /// Every [`AuditLog`] handle is gone (the writer ends once the batch is written), or
+    /// the writer has stopped.
+    closed: bool,
 }
 
 /// How often the writer looks for audit segments past the retention period.
@@ -343,32 +376,59 @@ impl InFlight {
 /// One audited request between entering the middleware and queuing its record; if it is
 /// dropped first (the client went away), it still counts as gone.
 struct Entered {
-    counts: Arc<InFlight>,
+    shared: Arc<Shared>,
     left: bool,
 }
 
 impl Entered {
     fn leave(mut self) {
         self.left = true;
-        self.counts.leave();
+        self.shared.in_flight.leave();
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         if !self.left {
-            self.counts.leave();
+            self.shared.in_flight.leave();
         }
+    }
+}
+
+/// What the requests and the writer share.
+struct Shared {
+    gathering: Mutex<Gathering>,
+    in_flight: InFlight,
+}
+
+impl Shared {
+    fn gathering(&self) -> MutexGuard<'_, Gathering> {
+        self.gathering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = self.in_flight.writer.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// The handles' common part: when the last handle goes, the writer finishes.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.gathering().closed = true;
+        self.0.wake_writer();
     }
 }
 
 /// Handle to the one audit writer (a dedicated thread, so its store work and waits never
 /// occupy the async workers). Cheap to clone.
 #[derive(Clone)]
-pub struct AuditLog {
-    tx: std::sync::mpsc::Sender<Pending>,
-    in_flight: Arc<InFlight>,
-}
+pub struct AuditLog(Arc<Handle>);
 
 impl AuditLog {
     /// Starts the writer thread. With `mirror`, every record is also appended to that
@@ -391,34 +451,34 @@ impl AuditLog {
         if let Some(path) = &mirror {
             write_mirror(path, &[])?;
         }
-        // Unbounded, but never long: every sender waits for its acknowledgement, so the
-        // queue holds at most one entry per request in flight.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let in_flight = Arc::new(InFlight::default());
-        let counts = in_flight.clone();
+        let shared = Arc::new(Shared {
+            gathering: Mutex::new(Gathering {
+                entries: Vec::new(),
+                done: Arc::default(),
+                closed: false,
+            }),
+            in_flight: InFlight::default(),
+        });
+        let theirs = shared.clone();
         let handle = std::thread::Builder::new()
             .name("coffer-audit".into())
-            .spawn(move || {
-                writer(
-                    &core,
-                    mirror.as_deref(),
-                    retention,
-                    &rx,
-                    &counts,
-                    gather_max,
-                )
-            })
+            .spawn(move || writer(&core, mirror.as_deref(), retention, &theirs, gather_max))
             .map_err(|e| AuditError::WriterStart(e.to_string()))?;
-        let _ = in_flight.writer.set(handle.thread().clone());
-        Ok(AuditLog { tx, in_flight })
+        let _ = shared.in_flight.writer.set(handle.thread().clone());
+        Ok(AuditLog(Arc::new(Handle(shared))))
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.0 .0
     }
 
     /// Counts an audited request as in flight until its record is queued
     /// ([`Self::append_request`]) or the returned guard is dropped.
     fn enter(&self) -> Entered {
-        self.in_flight.entered.fetch_add(1, Ordering::AcqRel);
+        let shared = self.0 .0.clone();
+        shared.in_flight.entered.fetch_add(1, Ordering::AcqRel);
         Entered {
-            counts: self.in_flight.clone(),
+            shared,
             left: false,
         }
     }
@@ -429,28 +489,35 @@ impl AuditLog {
         let queued = self.queue(entry);
         // Queued first, then counted: the writer that sees the count finds the record.
         entered.leave();
-        Self::durable(queued?).await
+        let (done, index) = queued?;
+        done.wait(index).await
     }
 
     /// Appends one entry; resolves with its sequence number once it is durable.
     pub async fn append(&self, entry: AuditEntry) -> Result<u64, AuditError> {
-        Self::durable(self.queue(entry)?).await
+        let (done, index) = self.queue(entry)?;
+        self.shared().wake_writer();
+        done.wait(index).await
     }
 
-    /// Hands `entry` to the writer; the receiver gets its sequence number once durable.
-    fn queue(
-        &self,
-        entry: AuditEntry,
-    ) -> Result<oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Pending { entry, done })
-            .map_err(|_| AuditError::WriterStopped)?;
-        Ok(wait)
-    }
-
-    async fn durable(wait: oneshot::Receiver<Result<u64, AuditError>>) -> Result<u64, AuditError> {
-        wait.await.map_err(|_| AuditError::WriterStopped)?
+    /// Encodes `entry` (on the caller's thread) and adds it to the batch being gathered:
+    /// returns that batch's outcome and the entry's place in it.
+    fn queue(&self, entry: AuditEntry) -> Result<(Arc<BatchDone>, usize), AuditError> {
+        let prepared = PreparedEntry::new(entry).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let shared = self.shared();
+        let (done, index) = {
+            let mut g = shared.gathering();
+            if g.closed {
+                return Err(AuditError::WriterStopped);
+            }
+            g.entries.push(prepared);
+            (g.done.clone(), g.entries.len() - 1)
+        };
+        if index == 0 {
+            // The writer may be parked waiting for a first record.
+            shared.wake_writer();
+        }
+        Ok((done, index))
     }
 }
 
@@ -469,31 +536,38 @@ fn writer(
     core: &Coffer,
     mirror: Option<&Path>,
     retention: Option<Duration>,
-    rx: &std::sync::mpsc::Receiver<Pending>,
-    in_flight: &InFlight,
+    shared: &Shared,
     gather_max: Duration,
 ) {
-    use std::sync::mpsc::RecvTimeoutError;
+    // However the writer ends, no request waits for it any longer.
+    let _stopped = Stopped(shared);
+    let in_flight = &shared.in_flight;
     let mut last_done = Instant::now();
     let mut next_retention = Instant::now();
     loop {
-        let first = match retention {
-            None => match rx.recv() {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            Some(max_age) => {
+        // Wait for a first record.
+        loop {
+            if let Some(max_age) = retention {
                 if Instant::now() >= next_retention {
                     apply_retention(core, mirror, max_age);
                     next_retention = Instant::now() + RETENTION_CHECK_EVERY;
                 }
-                match rx.recv_timeout(next_retention.saturating_duration_since(Instant::now())) {
-                    Ok(p) => p,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
             }
-        };
+            let g = shared.gathering();
+            if !g.entries.is_empty() {
+                break;
+            }
+            if g.closed {
+                return;
+            }
+            drop(g);
+            match retention {
+                None => std::thread::park(),
+                Some(_) => std::thread::park_timeout(
+                    next_retention.saturating_duration_since(Instant::now()),
+                ),
+            }
+        }
         let deadline = last_done + gather_max;
         while in_flight.left.load(Ordering::Acquire) < in_flight.wait_for.load(Ordering::Acquire) {
             let now = Instant::now();
@@ -502,31 +576,57 @@ fn writer(
             }
             std::thread::park_timeout(deadline - now);
         }
-        let mut batch = vec![first];
-        drain(rx, &mut batch);
-        let (entries, waiters): (Vec<AuditEntry>, Vec<_>) =
-            batch.into_iter().map(|p| (p.entry, p.done)).unzip();
-        let written = write_batch(core, mirror, entries);
+        let (entries, done) = {
+            let mut g = shared.gathering();
+            let capacity = g.entries.len();
+            (
+                std::mem::replace(&mut g.entries, Vec::with_capacity(capacity)),
+                Resolve(std::mem::take(&mut g.done)),
+            )
+        };
+        let written = write_batch(core, mirror, &entries);
         // Before any acknowledgement: the requests this write releases belong to the
         // next epoch.
         in_flight
             .wait_for
             .store(in_flight.entered.load(Ordering::Acquire), Ordering::Release);
         last_done = Instant::now();
-        match written {
-            Ok(records) => {
-                // Every response first; the records are freed after.
-                for (w, r) in waiters.into_iter().zip(&records) {
-                    let _ = w.send(Ok(r.seq));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = waiters.len(), "audit batch failed");
-                for w in waiters {
-                    let _ = w.send(Err(e.clone()));
-                }
-            }
+        if let Err(e) = &written {
+            tracing::error!(error = %e, records = entries.len(), "audit batch failed");
         }
+        // Every response first; the batch is freed after.
+        done.resolve(written);
+        drop(entries);
+    }
+}
+
+/// A batch taken for writing: its requests are woken with the outcome, or, if the writer
+/// ends before (a panic), with [`AuditError::WriterStopped`].
+struct Resolve(Arc<BatchDone>);
+
+impl Resolve {
+    fn resolve(self, result: Result<u64, AuditError>) {
+        let _ = self.0.result.set(result);
+        // `Drop` wakes the waiters.
+    }
+}
+
+impl Drop for Resolve {
+    fn drop(&mut self) {
+        let _ = self.0.result.set(Err(AuditError::WriterStopped));
+        self.0.notify.notify_waiters();
+    }
+}
+
+/// Marks the writer gone when it ends: the batch being gathered fails, and so does every
+/// later append.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.gathering();
+        g.closed = true;
+        drop(Resolve(g.done.clone()));
     }
 }
 
@@ -553,21 +653,14 @@ fn apply_retention(core: &Coffer, mirror: Option<&Path>, max_age: Duration) {
                 p.through,
                 max_age.as_secs() / 86_400
             ));
-            if let Err(err) = write_batch(core, mirror, vec![e]) {
+            let written = PreparedEntry::new(e)
+                .map_err(|e| AuditError::Encode(e.to_string()))
+                .and_then(|e| write_batch(core, mirror, &[e]));
+            if let Err(err) = written {
                 tracing::error!(error = %err, "the audit record of a retention run was not written");
             }
         }
         Err(e) => tracing::error!(error = %e, "audit retention failed; retrying at the next check"),
-    }
-}
-
-/// Takes what is queued, up to [`MAX_BATCH`].
-fn drain(rx: &std::sync::mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(p) => batch.push(p),
-            Err(_) => return,
-        }
     }
 }
 
@@ -591,25 +684,29 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-/// Store first (authoritative, chained, durable), then the mirror.
+/// Store first (authoritative, chained, durable), then the mirror. Returns the first
+/// record's position.
 fn write_batch(
     core: &Coffer,
     mirror: Option<&Path>,
-    entries: Vec<AuditEntry>,
-) -> Result<Vec<AuditRecord>, AuditError> {
-    let records = core
-        .append_audit(entries)
-        .map_err(|e| AuditError::Store(e.to_string()))?;
+    entries: &[PreparedEntry],
+) -> Result<u64, AuditError> {
+    let Some(appended) = core
+        .append_prepared(entries)
+        .map_err(|e| AuditError::Store(e.to_string()))?
+    else {
+        return Ok(0);
+    };
     if let Some(path) = mirror {
-        write_mirror(path, &records)?;
+        write_mirror(path, &appended.lines)?;
     }
-    Ok(records)
+    Ok(appended.first_seq)
 }
 
-/// Appends `records` as JSON lines to `path` (created 0600 if absent) and flushes them.
-/// The file is opened per batch, so a rotated (moved away) file is recreated, and a path
-/// that stopped being writable fails the batch.
-fn write_mirror(path: &Path, records: &[AuditRecord]) -> Result<(), AuditError> {
+/// Appends `lines` (JSON records, each ending in `'\n'`) to `path` (created 0600 if
+/// absent) and flushes them. The file is opened per batch, so a rotated (moved away) file
+/// is recreated, and a path that stopped being writable fails the batch.
+fn write_mirror(path: &Path, lines: &[u8]) -> Result<(), AuditError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| AuditError::File {
         path: path.to_path_buf(),
         message: format!("{what}: {e}"),
@@ -621,18 +718,12 @@ fn write_mirror(path: &Path, records: &[AuditRecord]) -> Result<(), AuditError> 
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let file = opts.open(path).map_err(|e| fail("cannot open", &e))?;
-    if records.is_empty() {
+    let mut file = opts.open(path).map_err(|e| fail("cannot open", &e))?;
+    if lines.is_empty() {
         return Ok(());
     }
-    let mut buf = String::with_capacity(records.len() * 512);
-    for r in records {
-        buf.push_str(&r.to_json_line().map_err(|e| fail("cannot encode", &e))?);
-        buf.push('\n');
-    }
-    let mut w = std::io::BufWriter::new(file);
-    w.write_all(buf.as_bytes())
-        .and_then(|()| w.flush())
+    file.write_all(lines)
+        .and_then(|()| file.flush())
         .map_err(|e| fail("cannot write", &e))
 }
 
@@ -764,6 +855,40 @@ mod tests {
                 .await
                 .expect(id);
         }
+    }
+
+    /// Concurrent appends share batches, and each learns the position of its own record.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_append_of_a_shared_batch_gets_its_own_records_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let core = memory_core(dir.path());
+        let log = AuditLog::start(core.clone(), None, None).expect("start");
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let id = format!("req-{i}");
+                    let seq = log.append(entry(&id)).await;
+                    (id, seq)
+                })
+            })
+            .collect();
+        let mut got = HashMap::new();
+        for t in tasks {
+            let (id, seq) = within("append", t).await.expect("join");
+            got.insert(id, seq.expect("append"));
+        }
+        let page = core
+            .query_audit(&coffer_api::AuditQuery {
+                max_results: Some(1000),
+                ..Default::default()
+            })
+            .expect("query");
+        assert_eq!(page.records.len(), 200);
+        for r in &page.records {
+            assert_eq!(got.get(&r.request_id), Some(&r.seq), "{}", r.request_id);
+        }
+        assert!(core.verify_audit().expect("verify").ok);
     }
 
     /// A request that stays in flight holds a batch back for at most the gather limit.

@@ -373,6 +373,30 @@ impl LineLog {
         &self,
         build: impl FnOnce(Tail<'_>) -> Result<(Vec<Vec<u8>>, T), StoreError>,
     ) -> Result<T, StoreError> {
+        self.append_joined_with(|tail| {
+            let (new, out) = build(tail)?;
+            if new.iter().any(|l| l.contains(&b'\n')) {
+                return Err(StoreError::Backend(
+                    "a log line may not contain a newline or a NUL byte".into(),
+                ));
+            }
+            let mut buf = Vec::with_capacity(new.iter().map(|l| l.len() + 1).sum());
+            for l in &new {
+                buf.extend_from_slice(l);
+                buf.push(b'\n');
+            }
+            Ok((buf, out))
+        })
+        .map(|(out, _)| out)
+    }
+
+    /// [`LineLog::append_with`] for a `build` that returns its lines already joined, each
+    /// ending in `'\n'` (the audit writer's path: no buffer per line, and no copy). Returns
+    /// `build`'s value and the bytes appended.
+    pub fn append_joined_with<T>(
+        &self,
+        build: impl FnOnce(Tail<'_>) -> Result<(Vec<u8>, T), StoreError>,
+    ) -> Result<(T, Vec<u8>), StoreError> {
         let mut w = self.writer();
         if let Some(why) = &w.broken {
             return Err(StoreError::Backend(format!(
@@ -381,18 +405,19 @@ impl LineLog {
             )));
         }
         let next_seq = self.last_seq() + 1;
-        let (new, out) = build(Tail {
+        let (buf, out) = build(Tail {
             next_seq,
             last: w.last_line.as_deref(),
         })?;
-        if new.is_empty() {
-            return Ok(out);
+        if buf.is_empty() {
+            return Ok((out, buf));
         }
-        if new.iter().any(|l| l.contains(&b'\n') || l.contains(&0)) {
+        if buf.last() != Some(&b'\n') || buf.contains(&0) {
             return Err(StoreError::Backend(
-                "a log line may not contain a newline or a NUL byte".into(),
+                "a log line may not contain a NUL byte, and each must end in a newline".into(),
             ));
         }
+        let added = buf.iter().filter(|&&b| b == b'\n').count() as u64;
         let start_new = w
             .active
             .as_ref()
@@ -440,11 +465,6 @@ impl LineLog {
         } else {
             None
         };
-        let mut buf = Vec::with_capacity(new.iter().map(|l| l.len() + 1).sum());
-        for l in &new {
-            buf.extend_from_slice(l);
-            buf.push(b'\n');
-        }
         let active = w
             .active
             .as_mut()
@@ -483,14 +503,17 @@ impl LineLog {
         }
         active.len += buf.len() as u64;
         let len = active.len;
-        w.last_line = new.last().cloned();
+        let body = &buf[..buf.len() - 1];
+        w.last_line =
+            Some(body[body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)..].to_vec());
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = new_segment {
             v.segments.push(s);
         }
-        v.last_seq = next_seq + new.len() as u64 - 1;
+        v.last_seq = next_seq + added - 1;
         v.active_len = len;
-        Ok(out)
+        drop(v);
+        Ok((out, buf))
     }
 
     /// Records a segment the writer created (empty so far) so that readers and the next
