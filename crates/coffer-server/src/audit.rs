@@ -522,10 +522,11 @@ impl AuditLog {
 }
 
 /// The writer: gather a batch, write it (log, mirror), acknowledge; between batches, apply
-/// the retention period when due; until every sender is gone.
+/// the retention period when due; until every [`AuditLog`] handle is gone.
 ///
-/// Group commit, batched by epoch: each write ends with one `fdatasync`, which costs this
-/// machine far more than a record does (and more CPU than the process is charged for), so
+/// Group commit, batched by epoch: each write ends with one `fdatasync`, which costs far
+/// more than a record does (on the VM of BENCHMARKS.md, ~68 µs of this thread's CPU, most
+/// of it the block device's doorbell, against a few µs per record), so
 /// under concurrent load fewer, larger batches leave more CPU for requests. Once a write
 /// is done the writer notes how many audited requests have entered the middleware; the
 /// next batch starts when as many have queued their record (or gone), so the requests
