@@ -514,8 +514,13 @@ impl PreparedEntry {
         let mut buf = Vec::with_capacity(1024);
         serde_json::to_writer(&mut buf, &r)
             .map_err(|e| CoreError::Internal(format!("encode audit record: {e}")))?;
-        let mut head = Vec::with_capacity(64);
-        canonical_head(&mut head, 0, b"");
+        // The same for every entry: built once.
+        static HEAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let head = HEAD.get_or_init(|| {
+            let mut head = Vec::with_capacity(64);
+            canonical_head(&mut head, 0, b"");
+            head
+        });
         let canonical = canonical_encoding(&r);
         let (Some(json), Some(body)) = (
             buf.strip_prefix(JSON_HEAD)
