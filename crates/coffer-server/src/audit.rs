@@ -11,11 +11,11 @@
 //!   503 `AuditUnavailable`: nothing the handler produced (a secret value, a plaintext)
 //!   leaves the server unaudited.
 //! - [`AuditLog`] feeds ONE writer thread. Each request encodes its own record
-//!   ([`PreparedEntry`]) and adds it to the batch being gathered. The writer takes the
-//!   batch (once the requests being answered during its previous write have added theirs,
-//!   or at most 2 ms after that write: see [`writer`]), chains it, appends it to the
-//!   store's audit log with one write and one `fdatasync` (group commit), appends the
-//!   records to the optional JSON-lines mirror, then wakes the batch's requests at once.
+//!   ([`PreparedEntry`]) and adds it to the batch being gathered. The writer takes
+//!   whatever has gathered while it wrote the previous batch (see [`writer`]), chains it,
+//!   appends it to the store's audit log with one write and one `fdatasync` (group
+//!   commit), appends the records to the optional JSON-lines mirror, then wakes the
+//!   batch's requests at once.
 //!   With a retention period it also removes expired segments of the log, hourly, and
 //!   records that it did.
 //!
@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -279,13 +278,12 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
         .map(|c| c.0.ip().to_canonical().to_string());
     let draft = AuditDraft::new(entry);
     req.extensions_mut().insert(draft.clone());
-    let in_flight = log.enter();
 
     let resp = next.run(req).await;
 
     let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     let entry = draft.finish(resp.status().as_u16(), code);
-    match log.append_request(entry, in_flight).await {
+    match log.append(entry).await {
         Ok(_) => resp,
         Err(e) => {
             tracing::error!(error = %e, request_id = %request_id, "audit record not written; the response is withheld (fail closed)");
@@ -343,62 +341,12 @@ const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// Operation of the record that notes a retention run.
 const RETENTION_OPERATION: &str = "PruneAuditLog";
 
-/// Longest the writer holds a batch back for requests that are still being answered
-/// (see [`writer`]), counted from the end of the previous write.
-const GATHER_MAX: Duration = Duration::from_millis(2);
-
-/// The middleware's count of audited requests, which the writer batches by.
-#[derive(Default)]
-struct InFlight {
-    /// Audited requests that entered the middleware.
-    entered: AtomicU64,
-    /// Of those, how many have queued their record or ended without one (dropped: the
-    /// client went away).
-    left: AtomicU64,
-    /// `entered` when the writer last finished a write: the writer starts the next batch
-    /// once `left` has caught up with it.
-    wait_for: AtomicU64,
-    /// The writer thread, woken when `left` catches up.
-    writer: OnceLock<std::thread::Thread>,
-}
-
-impl InFlight {
-    fn leave(&self) {
-        let left = self.left.fetch_add(1, Ordering::AcqRel) + 1;
-        if left >= self.wait_for.load(Ordering::Acquire) {
-            if let Some(t) = self.writer.get() {
-                t.unpark();
-            }
-        }
-    }
-}
-
-/// One audited request between entering the middleware and queuing its record; if it is
-/// dropped first (the client went away), it still counts as gone.
-struct Entered {
-    shared: Arc<Shared>,
-    left: bool,
-}
-
-impl Entered {
-    fn leave(mut self) {
-        self.left = true;
-        self.shared.in_flight.leave();
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        if !self.left {
-            self.shared.in_flight.leave();
-        }
-    }
-}
-
 /// What the requests and the writer share.
 struct Shared {
     gathering: Mutex<Gathering>,
-    in_flight: InFlight,
+    /// The writer thread, woken by the first record of a batch and when the last handle
+    /// goes.
+    writer: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -409,7 +357,7 @@ impl Shared {
     }
 
     fn wake_writer(&self) {
-        if let Some(t) = self.in_flight.writer.get() {
+        if let Some(t) = self.writer.get() {
             t.unpark();
         }
     }
@@ -439,15 +387,6 @@ impl AuditLog {
         mirror: Option<PathBuf>,
         retention: Option<Duration>,
     ) -> Result<AuditLog, AuditError> {
-        Self::start_with(core, mirror, retention, GATHER_MAX)
-    }
-
-    fn start_with(
-        core: Arc<Coffer>,
-        mirror: Option<PathBuf>,
-        retention: Option<Duration>,
-        gather_max: Duration,
-    ) -> Result<AuditLog, AuditError> {
         if let Some(path) = &mirror {
             write_mirror(path, &[])?;
         }
@@ -457,14 +396,14 @@ impl AuditLog {
                 done: Arc::default(),
                 closed: false,
             }),
-            in_flight: InFlight::default(),
+            writer: OnceLock::new(),
         });
         let theirs = shared.clone();
         let handle = std::thread::Builder::new()
             .name("coffer-audit".into())
-            .spawn(move || writer(&core, mirror.as_deref(), retention, &theirs, gather_max))
+            .spawn(move || writer(&core, mirror.as_deref(), retention, &theirs))
             .map_err(|e| AuditError::WriterStart(e.to_string()))?;
-        let _ = shared.in_flight.writer.set(handle.thread().clone());
+        let _ = shared.writer.set(handle.thread().clone());
         Ok(AuditLog(Arc::new(Handle(shared))))
     }
 
@@ -472,31 +411,9 @@ impl AuditLog {
         &self.0 .0
     }
 
-    /// Counts an audited request as in flight until its record is queued
-    /// ([`Self::append_request`]) or the returned guard is dropped.
-    fn enter(&self) -> Entered {
-        let shared = self.0 .0.clone();
-        shared.in_flight.entered.fetch_add(1, Ordering::AcqRel);
-        Entered {
-            shared,
-            left: false,
-        }
-    }
-
-    /// Appends the record of a request counted by [`Self::enter`]; resolves with its
-    /// sequence number once it is durable.
-    async fn append_request(&self, entry: AuditEntry, entered: Entered) -> Result<u64, AuditError> {
-        let queued = self.queue(entry);
-        // Queued first, then counted: the writer that sees the count finds the record.
-        entered.leave();
-        let (done, index) = queued?;
-        done.wait(index).await
-    }
-
     /// Appends one entry; resolves with its sequence number once it is durable.
     pub async fn append(&self, entry: AuditEntry) -> Result<u64, AuditError> {
         let (done, index) = self.queue(entry)?;
-        self.shared().wake_writer();
         done.wait(index).await
     }
 
@@ -524,39 +441,34 @@ impl AuditLog {
 /// The writer: gather a batch, write it (log, mirror), acknowledge; between batches, apply
 /// the retention period when due; until every [`AuditLog`] handle is gone.
 ///
-/// Group commit, batched by epoch: each write ends with one `fdatasync`, which costs far
-/// more than a record does (on the VM of BENCHMARKS.md, ~68 µs of this thread's CPU, most
-/// of it the block device's doorbell, against a few µs per record), so
-/// under concurrent load fewer, larger batches leave more CPU for requests. Once a write
-/// is done the writer notes how many audited requests have entered the middleware; the
-/// next batch starts when as many have queued their record (or gone), so the requests
-/// that were being answered during a write share the next one, while the requests the
-/// write released run on. Never later than [`GATHER_MAX`] after the previous write; a lone
-/// or sequential client, whose request is the only one in flight, is never held back.
-fn writer(
-    core: &Coffer,
-    mirror: Option<&Path>,
-    retention: Option<Duration>,
-    shared: &Shared,
-    gather_max: Duration,
-) {
+/// Group commit: the batch is whatever was queued while the previous one was being
+/// written, and it is taken as soon as that write is done. Each write ends with one
+/// `fdatasync`, which costs far more than a record does (on the VM of BENCHMARKS.md,
+/// ~50–70 µs of CPU, most of it the block device's doorbells, against a few µs per
+/// record), so under concurrent load the batches grow on their own. Holding a batch back
+/// to grow it further was measured and lost throughput: a request's wait for its
+/// `fdatasync` leaves its CPU idle more than the saved syncs give back (BENCHMARKS.md,
+/// issue 3). A lone or sequential client is never held back.
+fn writer(core: &Coffer, mirror: Option<&Path>, retention: Option<Duration>, shared: &Shared) {
     // However the writer ends, no request waits for it any longer.
     let _stopped = Stopped(shared);
-    let in_flight = &shared.in_flight;
-    let mut last_done = Instant::now();
     let mut next_retention = Instant::now();
     loop {
-        // Wait for a first record.
-        loop {
+        // Wait for a first record, then take the batch.
+        let (entries, done) = loop {
             if let Some(max_age) = retention {
                 if Instant::now() >= next_retention {
                     apply_retention(core, mirror, max_age);
                     next_retention = Instant::now() + RETENTION_CHECK_EVERY;
                 }
             }
-            let g = shared.gathering();
+            let mut g = shared.gathering();
             if !g.entries.is_empty() {
-                break;
+                let capacity = g.entries.len();
+                break (
+                    std::mem::replace(&mut g.entries, Vec::with_capacity(capacity)),
+                    Resolve(std::mem::take(&mut g.done)),
+                );
             }
             if g.closed {
                 return;
@@ -568,30 +480,8 @@ fn writer(
                     next_retention.saturating_duration_since(Instant::now()),
                 ),
             }
-        }
-        let deadline = last_done + gather_max;
-        while in_flight.left.load(Ordering::Acquire) < in_flight.wait_for.load(Ordering::Acquire) {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            std::thread::park_timeout(deadline - now);
-        }
-        let (entries, done) = {
-            let mut g = shared.gathering();
-            let capacity = g.entries.len();
-            (
-                std::mem::replace(&mut g.entries, Vec::with_capacity(capacity)),
-                Resolve(std::mem::take(&mut g.done)),
-            )
         };
         let written = write_batch(core, mirror, &entries);
-        // Before any acknowledgement: the requests this write releases belong to the
-        // next epoch.
-        in_flight
-            .wait_for
-            .store(in_flight.entered.load(Ordering::Acquire), Ordering::Release);
-        last_done = Instant::now();
         if let Err(e) = &written {
             tracing::error!(error = %e, records = entries.len(), "audit batch failed");
         }
@@ -811,53 +701,6 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} did not complete"))
     }
 
-    /// A batch waits for the requests that were being answered while the previous one
-    /// was written (or went away), so they share one write; a sequential client is never
-    /// held back.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_waits_for_the_requests_in_flight_during_the_previous_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log =
-            AuditLog::start_with(memory_core(dir.path()), None, None, Duration::from_secs(60))
-                .expect("start");
-        let (a, b) = (log.enter(), log.enter());
-        // Nothing was in flight before: written at once.
-        within("a", log.append_request(entry("a"), a))
-            .await
-            .expect("a");
-        // b entered before that write ended: the next batch waits for it.
-        let spawn_append = |id: &'static str| {
-            let log = log.clone();
-            tokio::spawn(async move { log.append(entry(id)).await })
-        };
-        let c = spawn_append("c");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !c.is_finished(),
-            "c was written before b, which was in flight, queued"
-        );
-        let d = log.enter();
-        let seq_b = within("b", log.append_request(entry("b"), b))
-            .await
-            .expect("b");
-        let seq_c = within("c", c).await.expect("join").expect("c");
-        assert_eq!(seq_b.abs_diff(seq_c), 1, "b and c share a batch");
-        // d entered before that write ended; it goes away without a record, which
-        // releases the next batch as well.
-        let e = spawn_append("e");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!e.is_finished(), "e was written while d was in flight");
-        drop(d);
-        within("e", e).await.expect("join").expect("e");
-        // One request at a time: each is the only one in flight.
-        for id in ["f", "g", "h"] {
-            let t = log.enter();
-            within(id, log.append_request(entry(id), t))
-                .await
-                .expect(id);
-        }
-    }
-
     /// Concurrent appends share batches, and each learns the position of its own record.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_append_of_a_shared_batch_gets_its_own_records_position() {
@@ -890,25 +733,6 @@ mod tests {
             assert_eq!(got.get(&r.request_id), Some(&r.seq), "{}", r.request_id);
         }
         assert!(core.verify_audit().expect("verify").ok);
-    }
-
-    /// A request that stays in flight holds a batch back for at most the gather limit.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_slow_request_holds_a_batch_back_for_the_gather_limit_at_most() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let limit = Duration::from_millis(200);
-        let log = AuditLog::start_with(memory_core(dir.path()), None, None, limit).expect("start");
-        let (slow, a) = (log.enter(), log.enter());
-        within("a", log.append_request(entry("a"), a))
-            .await
-            .expect("a");
-        let started = Instant::now();
-        within("b", log.append(entry("b"))).await.expect("b");
-        assert!(
-            started.elapsed() >= limit / 2,
-            "b did not wait for the slow request"
-        );
-        drop(slow);
     }
 
     /// The writer's retention pass removes the expired segments through the core and
