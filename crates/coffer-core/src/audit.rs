@@ -596,14 +596,18 @@ impl Appended {
 /// durable when this returns (one `fdatasync` for the batch). Returns the records written,
 /// in order.
 pub fn append(store: &dyn Store, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
-    let prepared = entries
-        .iter()
-        .map(|e| PreparedEntry::new(e.clone()))
-        .collect::<Result<Vec<_>>>()?;
-    match append_prepared(store, &prepared, None)? {
-        Some(a) => a.records(),
-        None => Ok(Vec::new()),
-    }
+    let prepared = prepare_all(entries.iter().cloned())?;
+    records_of(append_prepared(store, &prepared, None)?)
+}
+
+/// Encodes `entries` for [`append_prepared`].
+fn prepare_all(entries: impl IntoIterator<Item = AuditEntry>) -> Result<Vec<PreparedEntry>> {
+    entries.into_iter().map(PreparedEntry::new).collect()
+}
+
+/// The records an append wrote, decoded back (none when there was nothing to append).
+fn records_of(appended: Option<Appended>) -> Result<Vec<AuditRecord>> {
+    appended.map_or_else(|| Ok(Vec::new()), |a| a.records())
 }
 
 /// [`append`] of prepared entries. `known` is the newest record this process appended,
@@ -1069,14 +1073,8 @@ impl Coffer {
     /// one `fdatasync`). Returns the chained records, in order. Moves the checkpoint at
     /// most every [`CHECKPOINT_EVERY`].
     pub fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditRecord>> {
-        let prepared = entries
-            .into_iter()
-            .map(PreparedEntry::new)
-            .collect::<Result<Vec<_>>>()?;
-        match self.append_prepared(&prepared)? {
-            Some(a) => a.records(),
-            None => Ok(Vec::new()),
-        }
+        let prepared = prepare_all(entries)?;
+        records_of(self.append_prepared(&prepared)?)
     }
 
     /// [`Coffer::append_audit`] of entries prepared on the requests' own threads (the

@@ -420,7 +420,7 @@ impl AuditLog {
     /// Encodes `entry` (on the caller's thread) and adds it to the batch being gathered:
     /// returns that batch's outcome and the entry's place in it.
     fn queue(&self, entry: AuditEntry) -> Result<(Arc<BatchDone>, usize), AuditError> {
-        let prepared = PreparedEntry::new(entry).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let prepared = prepare(entry)?;
         let shared = self.shared();
         let (done, index) = {
             let mut g = shared.gathering();
@@ -544,15 +544,18 @@ fn apply_retention(core: &Coffer, mirror: Option<&Path>, max_age: Duration) {
                 p.through,
                 max_age.as_secs() / 86_400
             ));
-            let written = PreparedEntry::new(e)
-                .map_err(|e| AuditError::Encode(e.to_string()))
-                .and_then(|e| write_batch(core, mirror, &[e]));
+            let written = prepare(e).and_then(|e| write_batch(core, mirror, &[e]));
             if let Err(err) = written {
                 tracing::error!(error = %err, "the audit record of a retention run was not written");
             }
         }
         Err(e) => tracing::error!(error = %e, "audit retention failed; retrying at the next check"),
     }
+}
+
+/// Encodes `entry` for the writer.
+fn prepare(entry: AuditEntry) -> Result<PreparedEntry, AuditError> {
+    PreparedEntry::new(entry).map_err(|e| AuditError::Encode(e.to_string()))
 }
 
 /// Runs a future to completion on this (non-async) thread.
