@@ -408,33 +408,39 @@ fn canonical_head(out: &mut Vec<u8>, seq: u64, prev_hash: &[u8]) {
 pub fn canonical_encoding(r: &AuditRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     canonical_head(&mut out, r.seq, r.prev_hash.as_bytes());
-    val(&mut out, "time", r.time.as_bytes());
-    val(&mut out, "request_id", r.request_id.as_bytes());
-    opt(&mut out, "principal", r.principal.as_deref());
-    opt(&mut out, "token_id", r.token_id.as_deref());
-    val(&mut out, "action", r.action.as_bytes());
-    opt(&mut out, "resource", r.resource.as_deref());
-    list(&mut out, "extra_resources", &r.extra_resources);
-    opt(&mut out, "region", r.region.as_deref());
-    val(&mut out, "decision", r.decision.as_str().as_bytes());
-    list(&mut out, "policies", &r.policies);
-    opt(&mut out, "reason", r.reason.as_deref());
-    num(&mut out, "status", u64::from(r.status));
-    opt(&mut out, "error_code", r.error_code.as_deref());
-    opt(&mut out, "source_ip", r.source_ip.as_deref());
-    count(&mut out, "keys", r.keys.len());
+    canonical_body(&mut out, r);
+    out
+}
+
+/// The fields of [`canonical_encoding`] after its head ([`canonical_head`]: the magic
+/// line, `seq` and `prev_hash`), appended to `out`.
+fn canonical_body(out: &mut Vec<u8>, r: &AuditRecord) {
+    val(out, "time", r.time.as_bytes());
+    val(out, "request_id", r.request_id.as_bytes());
+    opt(out, "principal", r.principal.as_deref());
+    opt(out, "token_id", r.token_id.as_deref());
+    val(out, "action", r.action.as_bytes());
+    opt(out, "resource", r.resource.as_deref());
+    list(out, "extra_resources", &r.extra_resources);
+    opt(out, "region", r.region.as_deref());
+    val(out, "decision", r.decision.as_str().as_bytes());
+    list(out, "policies", &r.policies);
+    opt(out, "reason", r.reason.as_deref());
+    num(out, "status", u64::from(r.status));
+    opt(out, "error_code", r.error_code.as_deref());
+    opt(out, "source_ip", r.source_ip.as_deref());
+    count(out, "keys", r.keys.len());
     for k in &r.keys {
-        val(&mut out, "key_id", k.key_id.as_bytes());
-        num(&mut out, "key_version", u64::from(k.key_version));
+        val(out, "key_id", k.key_id.as_bytes());
+        num(out, "key_version", u64::from(k.key_version));
     }
     if !r.trail.is_empty() {
-        count(&mut out, "trail", r.trail.len());
+        count(out, "trail", r.trail.len());
         for t in &r.trail {
-            val(&mut out, "kind", t.kind.as_bytes());
-            val(&mut out, "detail", t.detail.as_bytes());
+            val(out, "kind", t.kind.as_bytes());
+            val(out, "detail", t.detail.as_bytes());
         }
     }
-    out
 }
 
 /// A record's position and hash: the checkpoint (`meta/audit-head`) and the start of a
@@ -514,27 +520,18 @@ impl PreparedEntry {
         let mut buf = Vec::with_capacity(1024);
         serde_json::to_writer(&mut buf, &r)
             .map_err(|e| CoreError::Internal(format!("encode audit record: {e}")))?;
-        // The same for every entry: built once.
-        static HEAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-        let head = HEAD.get_or_init(|| {
-            let mut head = Vec::with_capacity(64);
-            canonical_head(&mut head, 0, b"");
-            head
-        });
-        let canonical = canonical_encoding(&r);
-        let (Some(json), Some(body)) = (
-            buf.strip_prefix(JSON_HEAD)
-                .and_then(|b| b.strip_suffix(JSON_TAIL)),
-            canonical.strip_prefix(head.as_slice()),
-        ) else {
+        let Some(json_len) = buf
+            .strip_prefix(JSON_HEAD)
+            .and_then(|b| b.strip_suffix(JSON_TAIL))
+            .map(<[u8]>::len)
+        else {
             return Err(CoreError::Internal(
                 "an audit record does not encode in the expected field order".into(),
             ));
         };
-        let (json_len, body_start) = (json.len(), canonical.len() - body.len());
         buf.copy_within(JSON_HEAD.len()..JSON_HEAD.len() + json_len, 0);
         buf.truncate(json_len);
-        buf.extend_from_slice(&canonical[body_start..]);
+        canonical_body(&mut buf, &r);
         Ok(PreparedEntry {
             buf,
             split: json_len,

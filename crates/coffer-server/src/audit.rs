@@ -258,26 +258,11 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
     if !is_audited(req.uri().path()) {
         return next.run(req).await;
     }
-    let action = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| operation(req.method().as_str(), p.as_str()))
-        .unwrap_or(UNKNOWN_OPERATION);
-    let request_id: String = req
-        .headers()
-        .get(coffer_api::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .chars()
-        .take(MAX_REQUEST_ID_CHARS)
-        .collect();
-    let mut entry = AuditEntry::new(action, &request_id, OffsetDateTime::now_utc());
-    entry.source_ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical().to_string());
-    let draft = AuditDraft::new(entry);
+    let draft = AuditDraft::new(draft_entry(&req));
     req.extensions_mut().insert(draft.clone());
+    // Only for the log line of a record that could not be written (cheap: the header's
+    // bytes are shared).
+    let request_id = req.headers().get(coffer_api::REQUEST_ID_HEADER).cloned();
 
     let resp = next.run(req).await;
 
@@ -286,6 +271,10 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
     match log.append(entry).await {
         Ok(_) => resp,
         Err(e) => {
+            let request_id = request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             tracing::error!(error = %e, request_id = %request_id, "audit record not written; the response is withheld (fail closed)");
             // The handler's response (which may hold a secret) is dropped unsent.
             drop(resp);
@@ -296,6 +285,42 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
             )
             .into_response()
         }
+    }
+}
+
+/// What is known of a request when it arrives: its operation (from the route table),
+/// request id (at most [`MAX_REQUEST_ID_CHARS`]), arrival time and source address.
+fn draft_entry(req: &Request) -> AuditEntry {
+    let action = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| operation(req.method().as_str(), p.as_str()))
+        .unwrap_or(UNKNOWN_OPERATION);
+    let mut entry = AuditEntry::new(action, "", OffsetDateTime::now_utc());
+    entry.request_id = req
+        .headers()
+        .get(coffer_api::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || "-".to_string(),
+            |id| truncate_chars(id, MAX_REQUEST_ID_CHARS).to_string(),
+        );
+    entry.source_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical().to_string());
+    entry
+}
+
+/// The first `max` characters of `s`.
+fn truncate_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        // At most `max` bytes, so at most `max` characters.
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((end, _)) => &s[..end],
+        None => s,
     }
 }
 
@@ -794,6 +819,19 @@ mod tests {
         // Nothing else has expired: a second pass writes nothing.
         apply_retention(&core, None, Duration::from_secs(15 * 86_400));
         assert_eq!(store.audit_log().last_seq(), 9);
+    }
+
+    #[test]
+    fn request_ids_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate_chars("abc", 2), "ab");
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("", 3), "");
+        // 6 bytes, 3 characters: cut after the second character, not the second byte.
+        assert_eq!(truncate_chars("ééé", 2), "éé");
+        let long = "é".repeat(MAX_REQUEST_ID_CHARS + 10);
+        let cut = truncate_chars(&long, MAX_REQUEST_ID_CHARS);
+        assert_eq!(cut.chars().count(), MAX_REQUEST_ID_CHARS);
+        assert!(long.starts_with(cut));
     }
 
     #[test]
