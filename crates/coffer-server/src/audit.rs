@@ -274,7 +274,7 @@ pub async fn record(State(log): State<AuditLog>, mut req: Request, next: Next) -
             let request_id = request_id
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
+                .map_or("-", |id| truncate_chars(id, MAX_REQUEST_ID_CHARS));
             tracing::error!(error = %e, request_id = %request_id, "audit record not written; the response is withheld (fail closed)");
             // The handler's response (which may hold a secret) is dropped unsent.
             drop(resp);
