@@ -471,9 +471,11 @@ impl AuditLog {
 /// `fdatasync`, which costs far more than a record does (on the VM of BENCHMARKS.md,
 /// ~50–70 µs of CPU, most of it the block device's doorbells, against a few µs per
 /// record), so under concurrent load the batches grow on their own. Holding a batch back
-/// to grow it further was measured and lost throughput: a request's wait for its
-/// `fdatasync` leaves its CPU idle more than the saved syncs give back (BENCHMARKS.md,
-/// issue 3). A lone or sequential client is never held back.
+/// to grow it further was measured and did not pay: under load that sync cost lands on
+/// the CPU this thread, the block layer's flush and the disk interrupt share, which then
+/// has time to spare, while the held requests wait (a commit delay gained ~1% at 32
+/// connections and lost 26% at 16; BENCHMARKS.md, issue 3). A lone or sequential client
+/// is never held back.
 fn writer(core: &Coffer, mirror: Option<&Path>, retention: Option<Duration>, shared: &Shared) {
     // However the writer ends, no request waits for it any longer.
     let _stopped = Stopped(shared);
