@@ -44,9 +44,29 @@ impl Coffer {
     }
 
     fn load_key_raw(&self, region: &str, key_ref: &str) -> Result<(KeyRecord, Vec<u8>)> {
+        let key = self.key_store_key(region, key_ref)?;
+        let raw = self
+            .store
+            .get(&key)?
+            .ok_or_else(|| key_not_found(region, key_ref))?;
+        Ok((decode("key", &raw)?, raw))
+    }
+
+    /// [`Self::load_key`] for reading only: the decoded record is shared, and reused while
+    /// the stored bytes are unchanged.
+    pub(crate) fn read_key(&self, region: &str, key_ref: &str) -> Result<Arc<KeyRecord>> {
+        let key = self.key_store_key(region, key_ref)?;
+        let raw = self
+            .store
+            .get(&key)?
+            .ok_or_else(|| key_not_found(region, key_ref))?;
+        self.decoded.keys.decode("key", &key, raw)
+    }
+
+    /// The store key of the key `key_ref` names (an id, an ARN or an alias).
+    fn key_store_key(&self, region: &str, key_ref: &str) -> Result<Vec<u8>> {
         self.check_region(region)?;
-        let not_found =
-            || CoreError::NotFound(format!("key {key_ref} not found in region {region}"));
+        let not_found = || key_not_found(region, key_ref);
         let mut r = key_ref.trim();
         if let Some(rest) = r.strip_prefix("arn:coffer:kms:") {
             let (arn_region, tail) = rest.split_once(':').ok_or_else(not_found)?;
@@ -67,11 +87,7 @@ impl Coffer {
         if key_id.is_empty() || key_id.contains('/') {
             return Err(not_found());
         }
-        let raw = self
-            .store
-            .get(&key_key(region, &key_id))?
-            .ok_or_else(not_found)?;
-        Ok((decode("key", &raw)?, raw))
+        Ok(key_key(region, &key_id))
     }
 
     /// The unwrapped material of one key version, cached.
@@ -144,9 +160,9 @@ impl Coffer {
         region: &str,
         blob: &[u8],
         ctx: &EncryptionContext,
-    ) -> Result<(Plaintext, KeyRecord, u32)> {
+    ) -> Result<(Plaintext, Arc<KeyRecord>, u32)> {
         let header = format::BlobHeader::parse(blob)?;
-        let key = match self.load_key(region, header.key_id) {
+        let key = match self.read_key(region, header.key_id) {
             Ok(k) => k,
             Err(CoreError::NotFound(_)) => {
                 return Err(CoreError::Integrity(
@@ -787,7 +803,7 @@ impl Coffer {
         let (p, key, version) = self.decrypt_blob(region, &blob, &ctx)?;
         Ok(DecryptResponse {
             plaintext: B64.encode(p.as_bytes()),
-            key_id: key.key_id,
+            key_id: key.key_id.clone(),
             key_version: version,
         })
     }
@@ -840,7 +856,7 @@ impl Coffer {
         let src_ctx = EncryptionContext(req.source_encryption_context.clone().unwrap_or_default());
         let (p, src_key, src_version) = self.decrypt_blob(region, &blob, &src_ctx)?;
         let dst_key = match &req.destination_key_id {
-            Some(r) => self.load_key(region, r)?,
+            Some(r) => self.read_key(region, r)?,
             None => src_key.clone(),
         };
         let dst_ctx = match &req.destination_encryption_context {
@@ -850,9 +866,9 @@ impl Coffer {
         let (new_blob, version) = self.encrypt_with(region, &dst_key, &dst_ctx, p.as_bytes())?;
         Ok(ReEncryptResponse {
             ciphertext_blob: B64.encode(new_blob),
-            source_key_id: src_key.key_id,
+            source_key_id: src_key.key_id.clone(),
             source_key_version: src_version,
-            key_id: dst_key.key_id,
+            key_id: dst_key.key_id.clone(),
             key_version: version,
         })
     }
@@ -875,4 +891,8 @@ impl Coffer {
         let blob = decode_b64("ciphertext_blob", ciphertext_b64)?;
         Ok(format::BlobHeader::parse(&blob)?.key_id.to_string())
     }
+}
+
+fn key_not_found(region: &str, key_ref: &str) -> CoreError {
+    CoreError::NotFound(format!("key {key_ref} not found in region {region}"))
 }

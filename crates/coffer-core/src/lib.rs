@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+mod decoded;
 mod keys;
 mod names;
 mod password;
@@ -205,10 +206,31 @@ pub struct Coffer {
     config: CoreConfig,
     /// Unwrapped key versions by (region, key id, version).
     key_cache: RwLock<HashMap<(String, String, u32), Arc<KeyMaterial>>>,
+    /// Records the read path decoded, by store key.
+    decoded: Decoded,
     /// Striped locks that queue writers of the same record inside this process.
     write_locks: Vec<Mutex<()>>,
     /// The newest audit record this process appended (for the checkpoint).
     audit_tip: Mutex<audit::AuditTip>,
+}
+
+/// The read path's decoded records (see [`decoded`]), bounded: a few MB at most.
+struct Decoded {
+    secrets: decoded::DecodedCache<records::SecretRecord>,
+    versions: decoded::DecodedCache<records::VersionRecord>,
+    keys: decoded::DecodedCache<records::KeyRecord>,
+    tokens: decoded::DecodedCache<records::TokenRecord>,
+}
+
+impl Default for Decoded {
+    fn default() -> Self {
+        Decoded {
+            secrets: decoded::DecodedCache::new(4096),
+            versions: decoded::DecodedCache::new(4096),
+            keys: decoded::DecodedCache::new(1024),
+            tokens: decoded::DecodedCache::new(1024),
+        }
+    }
 }
 
 /// How many times an optimistic write is retried before giving up.
@@ -236,6 +258,7 @@ impl Coffer {
             root,
             config,
             key_cache: RwLock::new(HashMap::new()),
+            decoded: Decoded::default(),
             write_locks: (0..WRITE_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             audit_tip: Mutex::default(),
         })

@@ -1,6 +1,7 @@
 //! The Secrets Manager half: secrets, versions, staging labels, soft deletion.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use coffer_api::{
@@ -125,11 +126,47 @@ impl Coffer {
     /// Loads a secret record and its raw bytes (for optimistic checks). Purged-by-time
     /// secrets read as not found.
     pub(crate) fn load_secret(&self, region: &str, id: &str) -> Result<(SecretRecord, Vec<u8>)> {
+        let (key, name, arn) = self.secret_key_of(region, id)?;
+        let raw = self
+            .store
+            .get(&key)?
+            .ok_or_else(|| secret_not_found(region, id))?;
+        let rec: SecretRecord = decode("secret", &raw)?;
+        self.check_loaded(region, id, &rec, &name, arn.as_deref())?;
+        Ok((rec, raw))
+    }
+
+    /// [`Self::load_secret`] for reading only: the decoded record is shared, and reused
+    /// while the stored bytes are unchanged.
+    pub(crate) fn read_secret(&self, region: &str, id: &str) -> Result<Arc<SecretRecord>> {
+        let (key, name, arn) = self.secret_key_of(region, id)?;
+        let raw = self
+            .store
+            .get(&key)?
+            .ok_or_else(|| secret_not_found(region, id))?;
+        let rec = self.decoded.secrets.decode("secret", &key, raw)?;
+        self.check_loaded(region, id, &rec, &name, arn.as_deref())?;
+        Ok(rec)
+    }
+
+    /// The store key of secret `id` (a name or an ARN), its name, and the ARN if `id` was
+    /// one.
+    fn secret_key_of(&self, region: &str, id: &str) -> Result<(Vec<u8>, String, Option<String>)> {
         self.check_region(region)?;
         let (name, arn) = self.parse_secret_id(region, id)?;
-        let nf = || CoreError::NotFound(format!("secret {id} not found in region {region}"));
-        let raw = self.store.get(&secret_key(region, &name))?.ok_or_else(nf)?;
-        let rec: SecretRecord = decode("secret", &raw)?;
+        Ok((secret_key(region, &name), name, arn))
+    }
+
+    /// The checks every load of secret `id` makes on the record found.
+    fn check_loaded(
+        &self,
+        region: &str,
+        id: &str,
+        rec: &SecretRecord,
+        name: &str,
+        arn: Option<&str>,
+    ) -> Result<()> {
+        let nf = || secret_not_found(region, id);
         if rec.name != name {
             return Err(CoreError::Integrity(format!(
                 "the stored record of secret {name} names another secret; the store was altered"
@@ -145,7 +182,7 @@ impl Coffer {
         {
             return Err(nf());
         }
-        Ok((rec, raw))
+        Ok(())
     }
 
     pub(crate) fn ensure_not_deleted(rec: &SecretRecord) -> Result<()> {
@@ -222,12 +259,13 @@ impl Coffer {
         region: &str,
         uid: &str,
         vid: &str,
-    ) -> Result<(VersionRecord, Value)> {
+    ) -> Result<(Arc<VersionRecord>, Value)> {
+        let key = version_key(region, uid, vid);
         let raw = self
             .store
-            .get(&version_key(region, uid, vid))?
+            .get(&key)?
             .ok_or_else(|| CoreError::NotFound(format!("version {vid} not found")))?;
-        let v: VersionRecord = decode("version", &raw)?;
+        let v = self.decoded.versions.decode("version", &key, raw)?;
         let ctx = format::secret_data_key_context(region, uid, vid);
         let (dk_plain, _, _) = self.decrypt_blob(region, &v.wrapped_data_key, &ctx)?;
         let dk = KeyMaterial::from_plaintext(&dk_plain)?;
@@ -427,8 +465,8 @@ impl Coffer {
         version_stage: Option<&str>,
         authorize: impl FnOnce(&str, &Tags) -> std::result::Result<(), E>,
     ) -> std::result::Result<(SecretValue, KeyUse), E> {
-        let rec = match self.load_secret(region, id) {
-            Ok((rec, _)) => rec,
+        let rec = match self.read_secret(region, id) {
+            Ok(rec) => rec,
             Err(CoreError::NotFound(m)) => {
                 authorize(&self.secret_name_of(region, id)?, &Tags::new())?;
                 return Err(CoreError::NotFound(m).into());
@@ -1063,4 +1101,8 @@ impl Coffer {
         }
         Ok(n)
     }
+}
+
+fn secret_not_found(region: &str, id: &str) -> CoreError {
+    CoreError::NotFound(format!("secret {id} not found in region {region}"))
 }

@@ -2133,6 +2133,8 @@ async fn version_record_copied_onto_another_secret_fails_integrity() {
     let e = env();
     let a = e.create("a", "value of A").await.version_id.expect("a");
     let b = e.create("b", "value of B").await.version_id.expect("b");
+    // Read first, so the records B's read decodes are cached: the copy must still show.
+    assert_eq!(e.value("b").await, "value of B");
     let a_key = e.version_key_of(LOCAL, &a);
     let b_key = e.version_key_of(LOCAL, &b);
     e.copy_raw(&a_key, &b_key);
@@ -2177,6 +2179,11 @@ async fn version_record_copied_between_versions_of_one_secret_fails_integrity() 
 async fn version_record_with_a_flipped_ciphertext_bit_fails_integrity() {
     let e = env();
     let vid = e.create("app", "value").await.version_id.expect("vid");
+    assert_eq!(
+        e.value("app").await,
+        "value",
+        "read once, so its records are cached"
+    );
     let vk = e.version_key_of(LOCAL, &vid);
     let raw = e.store.get(vk.as_bytes()).expect("get").expect("record");
     let mut rec: serde_json::Value = serde_json::from_slice(&raw).expect("json record");
@@ -2189,6 +2196,51 @@ async fn version_record_with_a_flipped_ciphertext_bit_fails_integrity() {
     b.put(vk.as_bytes(), &serde_json::to_vec(&rec).expect("json"));
     e.store.apply(&b).expect("apply");
     assert_err!(e.get("app").await, CoreError::Integrity(_));
+}
+
+#[tokio::test]
+async fn a_secret_record_copied_over_another_after_a_read_fails_integrity() {
+    let e = env();
+    e.create("a", "value of A").await;
+    e.create("b", "value of B").await;
+    assert_eq!(
+        e.value("b").await,
+        "value of B",
+        "read once, so its records are cached"
+    );
+    e.copy_raw(
+        &format!("r/{LOCAL}/secret/a"),
+        &format!("r/{LOCAL}/secret/b"),
+    );
+    assert_err!(e.get("b").await, CoreError::Integrity(_));
+}
+
+#[tokio::test]
+async fn a_key_disabled_after_a_read_stops_the_next_read() {
+    let e = env();
+    let key = e.new_key().await;
+    let req = CreateSecretRequest {
+        name: "app".into(),
+        secret_string: Some("value".into()),
+        kms_key_id: Some(key.clone()),
+        ..Default::default()
+    };
+    e.coffer.create_secret(LOCAL, &req).await.expect("create");
+    assert_eq!(
+        e.value("app").await,
+        "value",
+        "read once, so its records are cached"
+    );
+    e.coffer
+        .set_key_enabled(LOCAL, &key, false)
+        .await
+        .expect("disable");
+    assert_err!(e.get("app").await, CoreError::InvalidState(_));
+    e.coffer
+        .set_key_enabled(LOCAL, &key, true)
+        .await
+        .expect("enable");
+    assert_eq!(e.value("app").await, "value");
 }
 
 // =========================================================================== tokens

@@ -195,19 +195,20 @@ impl Coffer {
         let Some(parts) = TokenParts::parse(token) else {
             return Ok(None);
         };
-        let Some(raw) = self.store.get(&token_key(parts.id))? else {
+        let key = token_key(parts.id);
+        let Some(raw) = self.store.get(&key)? else {
             // Spend the same hashing work as a real check.
             let _ = hash(parts.secret);
             return Ok(None);
         };
-        let rec: TokenRecord = decode("token", &raw)?;
+        let rec = self.decoded.tokens.decode("token", &key, raw)?;
         let ok: bool = hash(parts.secret).ct_eq(&rec.hash).into();
         if !ok || rec.expires.is_some_and(|e| e <= self.now()) {
             return Ok(None);
         }
         Ok(Some(Authenticated {
-            principal: rec.principal,
-            token_id: rec.token_id,
+            principal: rec.principal.clone(),
+            token_id: rec.token_id.clone(),
         }))
     }
 }
