@@ -214,7 +214,8 @@ pub struct Coffer {
     audit_tip: Mutex<audit::AuditTip>,
 }
 
-/// The read path's decoded records (see [`decoded`]), bounded: a few MB at most.
+/// The read path's decoded records (see [`decoded`]), bounded: ~4 KiB per secret read
+/// (its record and its version's), ~8 MiB when full (README, `store_cache_mb`).
 struct Decoded {
     secrets: decoded::DecodedCache<records::SecretRecord>,
     versions: decoded::DecodedCache<records::VersionRecord>,
@@ -225,10 +226,10 @@ struct Decoded {
 impl Default for Decoded {
     fn default() -> Self {
         Decoded {
-            secrets: decoded::DecodedCache::new(4096),
-            versions: decoded::DecodedCache::new(4096),
-            keys: decoded::DecodedCache::new(1024),
-            tokens: decoded::DecodedCache::new(1024),
+            secrets: decoded::DecodedCache::new(2048),
+            versions: decoded::DecodedCache::new(2048),
+            keys: decoded::DecodedCache::new(512),
+            tokens: decoded::DecodedCache::new(512),
         }
     }
 }
