@@ -44,27 +44,20 @@ impl Coffer {
     }
 
     fn load_key_raw(&self, region: &str, key_ref: &str) -> Result<(KeyRecord, Vec<u8>)> {
-        let key = self.key_store_key(region, key_ref)?;
-        let raw = self
-            .store
-            .get(&key)?
-            .ok_or_else(|| key_not_found(region, key_ref))?;
+        let (_, raw) = self.fetch_key(region, key_ref)?;
         Ok((decode("key", &raw)?, raw))
     }
 
     /// [`Self::load_key`] for reading only: the decoded record is shared, and reused while
     /// the stored bytes are unchanged.
     pub(crate) fn read_key(&self, region: &str, key_ref: &str) -> Result<Arc<KeyRecord>> {
-        let key = self.key_store_key(region, key_ref)?;
-        let raw = self
-            .store
-            .get(&key)?
-            .ok_or_else(|| key_not_found(region, key_ref))?;
+        let (key, raw) = self.fetch_key(region, key_ref)?;
         self.decoded.keys.decode("key", &key, raw)
     }
 
-    /// The store key of the key `key_ref` names (an id, an ARN or an alias).
-    fn key_store_key(&self, region: &str, key_ref: &str) -> Result<Vec<u8>> {
+    /// The store key and stored bytes of the key `key_ref` names (an id, an ARN or an
+    /// alias), not yet decoded.
+    fn fetch_key(&self, region: &str, key_ref: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         self.check_region(region)?;
         let not_found = || key_not_found(region, key_ref);
         let mut r = key_ref.trim();
@@ -87,7 +80,9 @@ impl Coffer {
         if key_id.is_empty() || key_id.contains('/') {
             return Err(not_found());
         }
-        Ok(key_key(region, &key_id))
+        let key = key_key(region, &key_id);
+        let raw = self.store.get(&key)?.ok_or_else(not_found)?;
+        Ok((key, raw))
     }
 
     /// The unwrapped material of one key version, cached.

@@ -108,7 +108,7 @@ impl Coffer {
     /// (name, full ARN if the id was one)
     fn parse_secret_id(&self, region: &str, id: &str) -> Result<(String, Option<String>)> {
         if let Some(rest) = id.strip_prefix("arn:coffer:secretsmanager:") {
-            let nf = || CoreError::NotFound(format!("secret {id} not found in region {region}"));
+            let nf = || secret_not_found(region, id);
             let (arn_region, tail) = rest.split_once(':').ok_or_else(nf)?;
             if arn_region != region {
                 return Err(nf());
@@ -126,35 +126,36 @@ impl Coffer {
     /// Loads a secret record and its raw bytes (for optimistic checks). Purged-by-time
     /// secrets read as not found.
     pub(crate) fn load_secret(&self, region: &str, id: &str) -> Result<(SecretRecord, Vec<u8>)> {
-        let (key, name, arn) = self.secret_key_of(region, id)?;
-        let raw = self
-            .store
-            .get(&key)?
-            .ok_or_else(|| secret_not_found(region, id))?;
-        let rec: SecretRecord = decode("secret", &raw)?;
-        self.check_loaded(region, id, &rec, &name, arn.as_deref())?;
-        Ok((rec, raw))
+        let s = self.fetch_secret(region, id)?;
+        let rec: SecretRecord = decode("secret", &s.raw)?;
+        self.check_loaded(region, id, &rec, &s.name, s.arn.as_deref())?;
+        Ok((rec, s.raw))
     }
 
     /// [`Self::load_secret`] for reading only: the decoded record is shared, and reused
     /// while the stored bytes are unchanged.
     pub(crate) fn read_secret(&self, region: &str, id: &str) -> Result<Arc<SecretRecord>> {
-        let (key, name, arn) = self.secret_key_of(region, id)?;
+        let s = self.fetch_secret(region, id)?;
+        let rec = self.decoded.secrets.decode("secret", &s.key, s.raw)?;
+        self.check_loaded(region, id, &rec, &s.name, s.arn.as_deref())?;
+        Ok(rec)
+    }
+
+    /// The stored bytes of secret `id` (a name or an ARN), not yet decoded.
+    fn fetch_secret(&self, region: &str, id: &str) -> Result<StoredSecret> {
+        self.check_region(region)?;
+        let (name, arn) = self.parse_secret_id(region, id)?;
+        let key = secret_key(region, &name);
         let raw = self
             .store
             .get(&key)?
             .ok_or_else(|| secret_not_found(region, id))?;
-        let rec = self.decoded.secrets.decode("secret", &key, raw)?;
-        self.check_loaded(region, id, &rec, &name, arn.as_deref())?;
-        Ok(rec)
-    }
-
-    /// The store key of secret `id` (a name or an ARN), its name, and the ARN if `id` was
-    /// one.
-    fn secret_key_of(&self, region: &str, id: &str) -> Result<(Vec<u8>, String, Option<String>)> {
-        self.check_region(region)?;
-        let (name, arn) = self.parse_secret_id(region, id)?;
-        Ok((secret_key(region, &name), name, arn))
+        Ok(StoredSecret {
+            key,
+            raw,
+            name,
+            arn,
+        })
     }
 
     /// The checks every load of secret `id` makes on the record found.
@@ -1101,6 +1102,17 @@ impl Coffer {
         }
         Ok(n)
     }
+}
+
+/// A secret's record as stored, with what its id said.
+struct StoredSecret {
+    /// Store key.
+    key: Vec<u8>,
+    raw: Vec<u8>,
+    /// The name the id gives.
+    name: String,
+    /// The ARN, if the id was one.
+    arn: Option<String>,
 }
 
 fn secret_not_found(region: &str, id: &str) -> CoreError {
